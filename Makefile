@@ -22,7 +22,7 @@ demo: install
 test: install
 	$(BIN)/ruff check .
 	# pytest exits 5 when it collects no tests; make would turn that into a plain failure.
-	$(BIN)/python -m pytest || [ $$? -eq 5 ]
+	$(BIN)/python -m pytest -n 2 --dist loadfile || [ $$? -eq 5 ]
 
 bench: install
 	$(BIN)/python benchmarks/generate.py --json

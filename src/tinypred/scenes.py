@@ -11,17 +11,17 @@ time, vectorised over scenes: approach a cruise speed gently (+-1 m/s^2) but nev
 curve ``sqrt(v_cap**2 + 2 a_plan (s_cap - s))`` in front of a speed cap (a turn, a stop line). Caps and
 curvatures are chosen so that |lateral accel| <= 3.6 m/s^2 and braking <= 4 m/s^2 by construction.
 
-How the past hints at the intent. A latent z = hint_strength * mu[intent] + eps (eps a normal truncated
-at +-2 sigma) shapes the history: extra deceleration before a turn or a stop, a drift toward the target
-lane before a lane change. The mixture's probabilities are the posterior p(intent | z), exact because
-the truncation width is the same for every intent; with ``hint_strength = 0`` they are the priors.
+How the past hints at the intent. A latent z = hint_strength * mu[intent] + eps, eps ~ N(0, 0.5^2),
+shapes the history: extra deceleration before a turn or a stop, a drift toward the target lane before a
+lane change. The mixture's probabilities are the posterior p(intent | z) given that noise-free latent;
+with ``hint_strength = 0`` they are the priors. Every intent the map allows stays in the mixture.
 
 Why the oracle is not perfect. The alternatives use each intent's *nominal* driver style; the future
 actually driven draws its style (cruise speed, turn speed, where it stops, when and how fast it changes
 lane) around it, scaled by ``style_spread``. That spread is what no predictor can know from the past.
 
 Families (canonical frame: the agent drives along +x, right-hand traffic, lanes 3.5 m wide):
-``intersection`` (straight / left / right at a 4-way junction whose entry is 0-25 m ahead),
+``intersection`` (straight / left / right at a 4-way junction whose centre is 10-23 m ahead),
 ``lane_change`` (keep / change left / change right on a 2-3 lane road, where a lane exists),
 ``stop_or_go`` (brake to stop at a stop line ahead, or go on), ``curve`` and ``cruise`` (one intent).
 Each scene is then rotated and translated to a random world pose.
@@ -29,6 +29,8 @@ Each scene is then rotated and translated to a random world pose.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -70,7 +72,11 @@ class SceneConfig(BaseModel):
     future_steps: int = Field(30, ge=1, le=200)
     family_weights: dict[str, float] = Field(
         default_factory=lambda: {
-            "intersection": 0.3, "lane_change": 0.2, "stop_or_go": 0.2, "curve": 0.15, "cruise": 0.15,
+            "intersection": 0.3,
+            "lane_change": 0.2,
+            "stop_or_go": 0.2,
+            "curve": 0.15,
+            "cruise": 0.15,
         }
     )
     intersection_priors: dict[str, float] = Field(
@@ -81,7 +87,7 @@ class SceneConfig(BaseModel):
     )
     stop_or_go_priors: dict[str, float] = Field(default_factory=lambda: {"go": 0.5, "stop": 0.5})
     hint_strength: float = Field(0.3, ge=0, le=1, description="how strongly the past shows the intent")
-    style_spread: float = Field(1.0, ge=0, le=2, description="driver-style randomness of the future")
+    style_spread: float = Field(1.0, ge=0, le=1, description="driver-style randomness of the future, 0-1")
     pos_noise: float = Field(0.05, ge=0, le=5, description="observation noise std on history x, y (m)")
     heading_noise: float = Field(0.01, ge=0, le=1, description="observation noise on heading (rad)")
     speed_noise: float = Field(0.1, ge=0, le=5, description="observation noise on speed (m/s)")
@@ -107,7 +113,9 @@ class SceneConfig(BaseModel):
             priors = getattr(self, key)
             expected = FAMILY_INTENTS[family]
             if set(priors) != set(expected):
-                raise ValueError(f"{key}: expected exactly the keys {', '.join(expected)}, got {sorted(priors)}")
+                raise ValueError(
+                    f"{key}: expected exactly the keys {', '.join(expected)}, got {sorted(priors)}"
+                )
             values = np.array([priors[k] for k in expected])
             if not np.all(np.isfinite(values)) or np.any(values < 0) or abs(values.sum() - 1) > 1e-6:
                 raise ValueError(f"{key}: priors must be >= 0 and sum to 1, got {priors}")
@@ -151,16 +159,20 @@ class Scenes:
 
     def rigid_transform(self, angle: float, shift: np.ndarray) -> Scenes:
         """The same scenes rotated by `angle` about the origin, then moved by `shift` (2,)."""
-        rot = _rotation(np.asarray(angle))
 
         def move(points: np.ndarray) -> np.ndarray:
-            return points @ rot.T + shift
+            return rotate(points, angle) + shift
 
         history = self.history.copy()
         history[..., :2] = move(history[..., :2])
         history[..., 2] += angle
-        return _replace(self, history=history, future=move(self.future), lanes=move(self.lanes),
-                        alt_futures=move(self.alt_futures))
+        return _replace(
+            self,
+            history=history,
+            future=move(self.future),
+            lanes=move(self.lanes),
+            alt_futures=move(self.alt_futures),
+        )
 
 
 def _replace(obj, **changes):
@@ -169,46 +181,57 @@ def _replace(obj, **changes):
     return type(obj)(**values)
 
 
-def _rotation(angle: np.ndarray) -> np.ndarray:
-    """(..., 2, 2) rotation matrices for angles (...)."""
-    c, s = np.cos(angle), np.sin(angle)
-    return np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)
+def as_complex(points: np.ndarray) -> np.ndarray:
+    """View points (..., 2) as complex numbers x + iy (...,), without copying when contiguous."""
+    dtype = np.complex64 if points.dtype == np.float32 else np.complex128
+    return np.ascontiguousarray(points, dtype=np.float32 if dtype == np.complex64 else np.float64).view(
+        dtype
+    )[..., 0]
+
+
+def as_points(z: np.ndarray) -> np.ndarray:
+    """Complex numbers (...,) back to points (..., 2)."""
+    real = np.float32 if z.dtype == np.complex64 else np.float64
+    return np.ascontiguousarray(z)[..., None].view(real)
+
+
+def rotate(points: np.ndarray, angle: np.ndarray | float) -> np.ndarray:
+    """Rotate points (N, ..., 2) counter-clockwise by angle: a scalar, or one per scene (N,)."""
+    z = as_complex(points)
+    angle = np.asarray(angle)
+    turn = np.exp(1j * angle.reshape(angle.shape + (1,) * (z.ndim - angle.ndim))).astype(z.dtype)
+    return as_points(z * turn)
 
 
 # ----------------------------------------------------------------------------------------------------
-# Paths: a start pose and J constant-curvature segments. Shapes broadcast: start (B..., 3), length and
-# kappa (B..., J). A query beyond the last segment continues along it.
+# Paths: a start pose and J constant-curvature segments. Positions are complex numbers x + iy (one
+# ufunc moves both coordinates). Shapes broadcast: start (B..., 3) as x, y, heading; length and kappa
+# (B..., J). A query beyond the last segment continues along it, one before the start along the first.
 
 
-def advance(pose: np.ndarray, dist: np.ndarray, kappa: np.ndarray) -> np.ndarray:
-    """Exact pose after travelling `dist` along an arc of curvature `kappa` from `pose` (..., 3)."""
+def advance(z: np.ndarray, heading: np.ndarray, dist: np.ndarray, kappa: np.ndarray):
+    """Exact (position, heading) after travelling `dist` along an arc of curvature `kappa`."""
     half = 0.5 * kappa * dist
     chord = dist * np.sinc(half / np.pi)  # chord length; sinc keeps kappa -> 0 exact (a straight line)
-    heading = pose[..., 2] + half
-    return np.stack(
-        [pose[..., 0] + chord * np.cos(heading), pose[..., 1] + chord * np.sin(heading), pose[..., 2] + 2 * half],
-        -1,
-    )
+    return z + chord * np.exp(1j * (heading + half)), heading + 2 * half
 
 
-def path_pose(start: np.ndarray, length: np.ndarray, kappa: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """Pose (B..., S, 3) at arc lengths s (B..., S) along paths start (B..., 3), length/kappa (B..., J)."""
-    n_seg = length.shape[-1]
-    seg_start = np.zeros_like(length)
-    seg_pose = [start]
-    for j in range(1, n_seg):
-        seg_start[..., j] = seg_start[..., j - 1] + length[..., j - 1]
-        seg_pose.append(advance(seg_pose[-1], length[..., j - 1], kappa[..., j - 1]))
-    # The segment of each query: the last one that starts at or before it (the first before s = 0).
-    s0 = np.zeros_like(s)
-    pose0 = np.broadcast_to(start[..., None, :], (*s.shape, 3)).copy()
-    k0 = np.broadcast_to(kappa[..., :1], s.shape).copy()
-    for j in range(1, n_seg):
-        later = s >= seg_start[..., j : j + 1]
-        s0 = np.where(later, seg_start[..., j : j + 1], s0)
-        pose0 = np.where(later[..., None], seg_pose[j][..., None, :], pose0)
+def path_pose(start: np.ndarray, length: np.ndarray, kappa: np.ndarray, s: np.ndarray):
+    """Position (B..., S) complex and heading (B..., S) at arc lengths s (B..., S) along the paths."""
+    z, heading = start[..., 0] + 1j * start[..., 1], start[..., 2]
+    z0, h0 = z[..., None], heading[..., None]
+    s0, k0 = np.zeros_like(s), kappa[..., :1]
+    begin = np.zeros(length.shape[:-1])
+    # Walk the segments: a query takes the last segment that starts at or before it.
+    for j in range(1, length.shape[-1]):
+        z, heading = advance(z, heading, length[..., j - 1], kappa[..., j - 1])
+        begin = begin + length[..., j - 1]
+        later = s >= begin[..., None]
+        z0 = np.where(later, z[..., None], z0)
+        h0 = np.where(later, heading[..., None], h0)
+        s0 = np.where(later, begin[..., None], s0)
         k0 = np.where(later, kappa[..., j : j + 1], k0)
-    return advance(pose0, s - s0, k0)
+    return advance(z0, h0, s - s0, k0)
 
 
 def s_curve(dx: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -249,7 +272,9 @@ def rollout_speed(plan: Plan, s: np.ndarray, v: np.ndarray, steps: int, dt: floa
         ahead = np.maximum(plan.cap_from - s[..., None], 0.0)
         inside = (s[..., None] >= plan.cap_from) & (s[..., None] <= plan.cap_to)
         brake_curve = np.sqrt(plan.cap_v**2 + 2 * plan.cap_decel * ahead)
-        v_allow = np.where(s[..., None] > plan.cap_to, np.inf, np.where(inside, plan.cap_v, brake_curve)).min(-1)
+        v_allow = np.where(s[..., None] > plan.cap_to, np.inf, np.where(inside, plan.cap_v, brake_curve)).min(
+            -1
+        )
         a_free = np.clip((plan.v_cruise - v) / dt, -A_FREE, A_FREE)
         accel = np.clip(np.minimum(a_free, (v_allow - v) / dt), -A_BRAKE_MAX, A_FREE)
         v_next = np.maximum(v + accel * dt, 0.0)
@@ -263,7 +288,6 @@ def rollout_speed(plan: Plan, s: np.ndarray, v: np.ndarray, steps: int, dt: floa
 # Families. Each builder works in the canonical frame (the agent's path starts at x = 0 heading +x and
 # the last observed step is at arc length S_END) and returns a `Family`.
 
-N_SEG = 7  # J: the most segments a path has, plus one zero-length straight that extends its end
 NO_CAP = (np.inf, np.inf, np.inf, 1.0)
 
 
@@ -280,10 +304,11 @@ class Family:
     lanes: list[dict]  # up to L lanes: start (B,3), length/kappa (B,J), span (B,2), type, mask (B,)
 
 
-def _segments(*parts, n: int = N_SEG) -> np.ndarray:
-    """Stack per-segment values (broadcast together) on a last axis, padded with zero-length segments."""
+def _segments(*parts) -> np.ndarray:
+    """Stack per-segment values (broadcast together) on a last axis, then one zero-length straight
+    segment, so that a path continues straight on after its last real segment."""
     arr = np.stack(np.broadcast_arrays(*parts), -1).astype(float)
-    return np.concatenate([arr, np.zeros((*arr.shape[:-1], n - arr.shape[-1]))], -1)
+    return np.concatenate([arr, np.zeros((*arr.shape[:-1], 1))], -1)
 
 
 def _plan(length, kappa, v_cruise, caps) -> Plan:
@@ -295,8 +320,12 @@ def _plan(length, kappa, v_cruise, caps) -> Plan:
 def _take(plan: Plan, idx: np.ndarray) -> Plan:
     """The plan of alternative idx (B,) of each scene, from a (B, M) plan."""
     rows = np.arange(len(idx))
-    return Plan(*(np.broadcast_to(getattr(plan, f.name), (len(idx), *getattr(plan, f.name).shape[1:]))[rows, idx]
-                  for f in fields(Plan)))
+    return Plan(
+        *(
+            np.broadcast_to(getattr(plan, f.name), (len(idx), *getattr(plan, f.name).shape[1:]))[rows, idx]
+            for f in fields(Plan)
+        )
+    )
 
 
 def _choose(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
@@ -306,15 +335,12 @@ def _choose(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
 
 
 def _hint(rng, cfg: SceneConfig, mu, prior: np.ndarray, intent: np.ndarray):
-    """Latent z (B,) of the chosen intent, and log p(z | each intent) (B, M), -inf outside its support."""
+    """Latent z ~ N(hint_strength * mu[intent], HINT_SIGMA^2) of the chosen intent (B,), and
+    log p(z | each intent) (B, M) up to a shared constant, for the posterior over intents."""
     b = len(intent)
-    eps = rng.standard_normal(b)
-    while np.any(bad := np.abs(eps) > 2):  # a normal truncated at +-2 sigma, by redrawing
-        eps[bad] = rng.standard_normal(int(bad.sum()))
     means = cfg.hint_strength * np.broadcast_to(mu, prior.shape)
-    z = means[np.arange(b), intent] + HINT_SIGMA * eps
-    dev = (z[:, None] - means) / HINT_SIGMA
-    return z, np.where((prior > 0) & (np.abs(dev) <= 2 + 1e-9), -0.5 * dev**2, -np.inf)
+    z = means[np.arange(b), intent] + HINT_SIGMA * rng.standard_normal(b)
+    return z, np.where(prior > 0, -0.5 * ((z[:, None] - means) / HINT_SIGMA) ** 2, -np.inf)
 
 
 def _style(rng, cfg: SceneConfig, b: int, low: float, high: float) -> np.ndarray:
@@ -325,8 +351,14 @@ def _style(rng, cfg: SceneConfig, b: int, low: float, high: float) -> np.ndarray
 
 def _lane(start, length, kappa, span, kind: int = 0, mask=True) -> dict:
     b = len(start)
-    return {"start": start, "length": np.broadcast_to(length, (b, N_SEG)), "kappa": np.broadcast_to(kappa, (b, N_SEG)),
-            "span": np.broadcast_to(span, (b, 2)), "type": kind, "mask": np.broadcast_to(mask, (b,))}
+    return {
+        "start": start,
+        "length": np.atleast_2d(length),
+        "kappa": np.atleast_2d(kappa),
+        "span": np.broadcast_to(span, (b, 2)),
+        "type": kind,
+        "mask": np.broadcast_to(mask, (b,)),
+    }
 
 
 def _start(b: int, y: float | np.ndarray) -> np.ndarray:
@@ -337,22 +369,32 @@ LANE_SPAN = (S_END - LANE_BEHIND, S_END + LANE_AHEAD)
 
 
 def _intersection(rng, cfg: SceneConfig, b: int) -> Family:
-    """Straight / left / right at a 4-way junction whose entry is 0-25 m ahead."""
+    """Straight / left / right at a 4-way junction: its entry 0-13 m ahead, its centre 10-23 m."""
     prior = np.broadcast_to(cfg.priors("intersection"), (b, MAX_ALTERNATIVES))
     intent = _choose(rng, prior)
     z, log_lik = _hint(rng, cfg, [0.0, -1.5, -1.5], prior, intent)
-    a_hist = -0.8 + z  # everyone eases off before a junction; turners more, as much as the hint says
+    # Everyone eases off before a junction; turners more, as much as the hint says. The clip (at about
+    # 4 sigma) keeps the past physical; the posterior uses z itself.
+    a_hist = np.clip(-1.1 + z, -4.5, 0.4)
 
-    d_entry = rng.uniform(0.0, 25.0, b)
-    s_entry = S_END + d_entry
     radius = np.array([np.inf, JUNCTION_HALF + LANE_WIDTH / 2, JUNCTION_HALF - LANE_WIDTH / 2])
     arc = np.array([0.0, radius[1] * np.pi / 2, radius[2] * np.pi / 2])
-    # The slowest right turn a style allows (0.8 of the design speed) must be reachable by braking.
+    # Time for a nominal right-turner to reach the junction entry: <= 1.5 s, so that the branches split
+    # by metres inside the 3 s horizon. Its distance d = tau (v_end + v_turn) / 2 is then 0-13 m (the
+    # junction centre 10-23 m ahead), and v_end is capped so that even the slowest turn a style allows
+    # (0.8 of the design speed) needs at most A_PLAN_MAX of braking: v^2 - v_min^2 <= 2 A d. (With
+    # tau >= 0.15 s, v_hi >= 4.6 m/s stays above the lower bound v_lo below.)
+    tau = rng.uniform(0.15, 1.5, b)
+    v_turn_nominal = 0.9 * np.sqrt(A_LAT_DESIGN * radius[2])
     v_turn_min = 0.8 * np.sqrt(A_LAT_DESIGN * radius[2])
-    v_hi = np.minimum(np.sqrt(v_turn_min**2 + 2 * A_PLAN_MAX * d_entry), 14.0)
+    a = A_PLAN_MAX * tau
+    v_hi = 0.5 * (a + np.sqrt(a**2 + 4 * v_turn_min**2 + 4 * a * v_turn_nominal))
     v_hi = np.minimum(v_hi, V_MAX + 2 * np.minimum(a_hist, 0))  # the history started at <= 20 m/s
-    v_lo = V_MIN + 2 * np.maximum(a_hist, 0)  # ... and at >= 3 m/s
+    # ... and at >= 3 m/s; and no slower than 4.5 m/s now, or the turn would barely start by the horizon.
+    v_lo = np.maximum(V_MIN + 2 * np.maximum(a_hist, 0), 4.5)
     v_end = rng.uniform(v_lo, np.maximum(v_hi, v_lo))
+    d_entry = tau * (v_end + np.minimum(v_end, v_turn_nominal)) / 2  # a slower agent keeps its speed
+    s_entry = S_END + d_entry
 
     length = _segments(s_entry[:, None], arc)  # (B, M, J): approach, turn, then straight on
     kappa = _segments(0.0, np.array([0.0, 1 / radius[1], -1 / radius[2]]) + np.zeros((b, 1)))
@@ -360,7 +402,9 @@ def _intersection(rng, cfg: SceneConfig, b: int) -> Family:
 
     def plan(turn_factor, cruise_factor):
         v_turn = turn_factor[:, None] * np.sqrt(A_LAT_DESIGN * radius)  # (B, M); inf straight on
-        decel = np.clip((v_end[:, None] ** 2 - v_turn**2) / (2 * np.maximum(d_entry, 1e-3))[:, None], 1.0, A_PLAN_MAX)
+        decel = np.clip(
+            (v_end[:, None] ** 2 - v_turn**2) / (2 * np.maximum(d_entry, 1e-3))[:, None], 1.0, A_PLAN_MAX
+        )
         caps = np.stack(np.broadcast_arrays(s_entry[:, None], s_entry[:, None] + arc, v_turn, decel), -1)
         return _plan(length, kappa, (v_end * cruise_factor)[:, None] + np.zeros(3), caps[:, :, None])
 
@@ -381,7 +425,7 @@ def _lane_change(rng, cfg: SceneConfig, b: int) -> Family:
     prior = np.where(total > 0, prior / np.where(total > 0, total, 1.0), np.eye(MAX_ALTERNATIVES)[0])
     intent = _choose(rng, prior)
     z, log_lik = _hint(rng, cfg, [0.0, 1.0, -1.0], prior, intent)
-    drift = 0.5 * z  # m toward the target lane by the last observed step
+    drift = np.clip(0.5 * z, -1.2, 1.2)  # m toward the target lane by the last observed step
     a_hist = rng.uniform(-0.3, 0.3, b)
     v_end = rng.uniform(9.0, 18.0, b)
 
@@ -392,14 +436,25 @@ def _lane_change(rng, cfg: SceneConfig, b: int) -> Family:
 
     def plan(t_start, duration, cruise_factor):
         change_len, change_k = s_curve((v_end * duration)[:, None], still_to_move)
-        parts = (head[:, None], drift_len[:, None], drift_len[:, None], (v_end * t_start)[:, None], change_len, change_len)
+        parts = (
+            head[:, None],
+            drift_len[:, None],
+            drift_len[:, None],
+            (v_end * t_start)[:, None],
+            change_len,
+            change_len,
+        )
         curv = (0.0, drift_k[:, None], -drift_k[:, None], 0.0, change_k, -change_k)
         caps = np.broadcast_to(NO_CAP, (b, MAX_ALTERNATIVES, 1, 4))
-        return _plan(_segments(*parts), _segments(*curv), (v_end * cruise_factor)[:, None] + np.zeros(3), caps)
+        return _plan(
+            _segments(*parts), _segments(*curv), (v_end * cruise_factor)[:, None] + np.zeros(3), caps
+        )
 
     nominal = plan(np.full(b, 0.25), np.full(b, 3.25), np.ones(b))
-    real = _take(plan(_style(rng, cfg, b, 0.0, 0.5), _style(rng, cfg, b, 2.5, 4.0), _style(rng, cfg, b, 0.95, 1.05)),
-                 intent)
+    real = _take(
+        plan(_style(rng, cfg, b, 0.0, 0.5), _style(rng, cfg, b, 2.5, 4.0), _style(rng, cfg, b, 0.95, 1.05)),
+        intent,
+    )
     lanes = [_lane(_start(b, j * LANE_WIDTH), 0.0, 0.0, LANE_SPAN, mask=j < n_lanes) for j in range(3)]
     return Family(start, v_end, a_hist, nominal, real, prior, log_lik, intent, lanes)
 
@@ -409,7 +464,7 @@ def _stop_or_go(rng, cfg: SceneConfig, b: int) -> Family:
     prior = np.broadcast_to(cfg.priors("stop_or_go"), (b, MAX_ALTERNATIVES))
     intent = _choose(rng, prior)
     z, log_lik = _hint(rng, cfg, [0.0, -1.5, 0.0], prior, intent)
-    a_hist = -0.5 + z
+    a_hist = np.clip(-0.5 + z, -4.5, 1.0)
     v_lo = V_MIN + 1.0 + 2 * np.maximum(a_hist, 0)
     v_end = rng.uniform(v_lo, np.minimum(15.0, V_MAX + 2 * np.minimum(a_hist, 0)))
     # The line is reachable braking at <= A_PLAN_MAX even when stopping 1.5 m short, and near enough
@@ -417,7 +472,7 @@ def _stop_or_go(rng, cfg: SceneConfig, b: int) -> Family:
     d_lo = v_end**2 / (2 * A_PLAN_MAX) + 1.5
     s_line = S_END + rng.uniform(d_lo, np.maximum(d_lo, 2.5 * v_end))
     start = _start(b, -LANE_WIDTH / 2)
-    length = np.zeros((b, MAX_ALTERNATIVES, N_SEG))  # one straight (the zero-length pad extends forever)
+    length = np.zeros((b, MAX_ALTERNATIVES, 1))  # one zero-length straight extends forever
     kappa = np.zeros_like(length)
 
     def plan(stop_short, cruise_factor):
@@ -442,7 +497,7 @@ def _follow(rng, cfg: SceneConfig, b: int, curved: bool) -> Family:
     a_hist = rng.uniform(-0.5, 0.5, b)
     v_top = np.full(b, 18.0)
     caps = np.broadcast_to(NO_CAP, (b, 1, 4))
-    length = kappa = np.zeros((b, N_SEG))
+    length = kappa = np.zeros((b, 1))
     if curved:
         radius = rng.uniform(30.0, 150.0, b)
         arc = radius * rng.uniform(np.pi / 6, np.pi / 2, b)
@@ -459,10 +514,13 @@ def _follow(rng, cfg: SceneConfig, b: int, curved: bool) -> Family:
         return _plan(length, kappa, np.clip(v_end + delta, V_MIN, V_MAX), caps)
 
     real = plan(_style(rng, cfg, b, -2.0, 2.0))
-    nominal = Plan(*(np.repeat(getattr(plan(np.zeros(b)), f.name)[:, None], MAX_ALTERNATIVES, 1) for f in fields(Plan)))
+    nominal = Plan(
+        *(np.repeat(getattr(plan(np.zeros(b)), f.name)[:, None], MAX_ALTERNATIVES, 1) for f in fields(Plan))
+    )
     start = _start(b, -LANE_WIDTH / 2)
-    return Family(start, v_end, a_hist, nominal, real, prior, log_lik, intent,
-                  [_lane(start, length, kappa, LANE_SPAN)])
+    return Family(
+        start, v_end, a_hist, nominal, real, prior, log_lik, intent, [_lane(start, length, kappa, LANE_SPAN)]
+    )
 
 
 BUILDERS = {
@@ -478,27 +536,29 @@ BUILDERS = {
 # Putting a batch together
 
 
-def _simulate(fam: Family, cfg: SceneConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Canonical-frame arrays of one family's batch (no observation noise, no world pose yet)."""
+def _simulate(fam: Family, cfg: SceneConfig) -> dict[str, np.ndarray]:
+    """Canonical-frame arrays of one family's batch, positions complex (no noise, no world pose yet)."""
     b = len(fam.v_end)
-    H, T, L, P, M = cfg.history_steps, cfg.future_steps, cfg.max_lanes, cfg.lane_points, MAX_ALTERNATIVES
-    t = -np.arange(H - 1, -1, -1) * cfg.dt  # history times, the last one 0
+    T, L, P, M = cfg.future_steps, cfg.max_lanes, cfg.lane_points, MAX_ALTERNATIVES
+    t = -np.arange(cfg.history_steps - 1, -1, -1) * cfg.dt  # history times, the last one 0
     s_hist = S_END + fam.v_end[:, None] * t + 0.5 * fam.a_hist[:, None] * t**2
-    hist = path_pose(fam.start, fam.alts.length[:, 0], fam.alts.kappa[:, 0], s_hist)  # (B, H, 3)
-    speed = fam.v_end[:, None] + fam.a_hist[:, None] * t
+    hist_z, hist_heading = path_pose(fam.start, fam.alts.length[:, 0], fam.alts.kappa[:, 0], s_hist)
 
-    s_alt = rollout_speed(fam.alts, np.full((b, M), S_END), np.repeat(fam.v_end[:, None], M, 1), T, cfg.dt)
-    alt = path_pose(fam.start[:, None], fam.alts.length, fam.alts.kappa, s_alt)[..., :2]
+    m = int(np.max(np.flatnonzero(fam.prior.any(0)))) + 1  # slots past the family's intents stay empty
+    alts = Plan(*(getattr(fam.alts, f.name)[:, :m] for f in fields(Plan)))
+    s_alt = rollout_speed(alts, np.full((b, m), S_END), np.repeat(fam.v_end[:, None], m, 1), T, cfg.dt)
+    alt_z = np.zeros((b, M, T), complex)
+    alt_z[:, :m] = path_pose(fam.start[:, None], alts.length, alts.kappa, s_alt)[0]
     s_real = rollout_speed(fam.real, np.full(b, S_END), fam.v_end, T, cfg.dt)
-    future = path_pose(fam.start, fam.real.length, fam.real.kappa, s_real)[..., :2]
+    future_z, _ = path_pose(fam.start, fam.real.length, fam.real.kappa, s_real)
 
-    lanes = np.zeros((b, L, P, 2))
+    lanes = np.zeros((b, L, P), complex)
     lane_mask = np.zeros((b, L), bool)
     lane_type = np.zeros((b, L), np.int8)
     grid = np.linspace(0.0, 1.0, P)
     for i, ln in enumerate(fam.lanes):
         s = ln["span"][:, :1] + grid * (ln["span"][:, 1:] - ln["span"][:, :1])
-        lanes[:, i] = path_pose(ln["start"], ln["length"], ln["kappa"], s)[..., :2] * ln["mask"][:, None, None]
+        lanes[:, i] = path_pose(ln["start"], ln["length"], ln["kappa"], s)[0] * ln["mask"][:, None]
         lane_mask[:, i] = ln["mask"]
         lane_type[:, i] = ln["type"]
 
@@ -507,77 +567,109 @@ def _simulate(fam: Family, cfg: SceneConfig, rng: np.random.Generator) -> dict[s
     logp = np.where(mask, np.log(np.where(mask, fam.prior, 1.0)) + fam.log_lik, -np.inf)
     probs = np.exp(logp - logp.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
-    mask &= probs > 0
     return {
-        "history": np.concatenate([hist, speed[..., None]], -1),
-        "future": future,
+        "hist_z": hist_z,
+        "hist_heading": hist_heading,
+        "hist_speed": fam.v_end[:, None] + fam.a_hist[:, None] * t,
+        "future": future_z,
         "lanes": lanes,
         "lane_mask": lane_mask,
         "lane_type": lane_type,
-        "alt_futures": alt * mask[..., None, None],
+        "alt_futures": alt_z * mask[..., None],
         "alt_probs": np.where(mask, probs, 0.0),
         "alt_mask": mask,
-        "intent": fam.intent.astype(np.int8),
+        "intent": fam.intent,
     }
 
 
-CHUNK = 16384  # scenes per vectorised batch; fixed, so that a seed always gives the same arrays
+CHUNK = 8192  # scenes per vectorised batch; fixed, so that a seed always gives the same arrays
 
 
 def generate(cfg: SceneConfig, n: int, seed: int | np.random.SeedSequence) -> Scenes:
     """N scenes in the world frame. The same (config, n, seed) gives the same arrays."""
     if n < 0:
         raise ValueError(f"number of scenes must be >= 0, got {n}")
-    seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
-    parts = [_generate_chunk(cfg, min(CHUNK, n - lo), np.random.default_rng(child))
-             for lo, child in zip(range(0, n, CHUNK), seq.spawn(max(1, -(-n // CHUNK))), strict=False)]
-    if not parts:
-        return _generate_chunk(cfg, 0, np.random.default_rng(seq))
-    return Scenes(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Scenes)))
-
-
-def _generate_chunk(cfg: SceneConfig, n: int, rng: np.random.Generator) -> Scenes:
     H, T, L, P, M = cfg.history_steps, cfg.future_steps, cfg.max_lanes, cfg.lane_points, MAX_ALTERNATIVES
-    weights = np.array([cfg.family_weights.get(f, 0.0) for f in FAMILIES])
-    family = rng.choice(len(FAMILIES), n, p=weights / weights.sum()).astype(np.int8)
     out = {
-        "history": np.zeros((n, H, 4)), "future": np.zeros((n, T, 2)), "lanes": np.zeros((n, L, P, 2)),
-        "lane_mask": np.zeros((n, L), bool), "lane_type": np.zeros((n, L), np.int8),
-        "alt_futures": np.zeros((n, M, T, 2)), "alt_probs": np.zeros((n, M)), "alt_mask": np.zeros((n, M), bool),
+        "hist_z": np.zeros((n, H), complex),
+        "hist_heading": np.zeros((n, H)),
+        "hist_speed": np.zeros((n, H)),
+        "future": np.zeros((n, T), complex),
+        "lanes": np.zeros((n, L, P), complex),
+        "lane_mask": np.zeros((n, L), bool),
+        "lane_type": np.zeros((n, L), np.int8),
+        "alt_futures": np.zeros((n, M, T), complex),
+        "alt_probs": np.zeros((n, M)),
+        "alt_mask": np.zeros((n, M), bool),
+        "alt_intent": np.full((n, M), -1, np.int8),
+        "family": np.zeros(n, np.int8),
         "intent": np.zeros(n, np.int8),
     }
-    alt_intent = np.full((n, M), -1, np.int8)
+    seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    starts = range(0, n, CHUNK)
+
+    def fill(lo: int, child: np.random.SeedSequence) -> None:
+        _fill(cfg, np.random.default_rng(child), {k: v[lo : lo + CHUNK] for k, v in out.items()})
+
+    # Chunks have their own random streams and disjoint outputs, so threads (NumPy releases the GIL in
+    # its loops) change the speed, never the numbers.
+    with ThreadPoolExecutor(max_workers=min(len(starts), os.cpu_count() or 1) or 1) as pool:
+        list(pool.map(fill, starts, seq.spawn(len(starts))))
+    history = np.stack([out["hist_z"].real, out["hist_z"].imag, out["hist_heading"], out["hist_speed"]], -1)
+    return Scenes(
+        history,
+        as_points(out["future"]),
+        as_points(out["lanes"]),
+        out["lane_mask"],
+        out["lane_type"],
+        as_points(out["alt_futures"]),
+        out["alt_probs"],
+        out["alt_mask"],
+        out["alt_intent"],
+        out["family"],
+        out["intent"],
+    )
+
+
+def _fill(cfg: SceneConfig, rng: np.random.Generator, out: dict[str, np.ndarray]) -> None:
+    """Generate len(out['family']) scenes into the views `out`."""
+    n = len(out["family"])
+    weights = np.array([cfg.family_weights.get(f, 0.0) for f in FAMILIES])
+    out["family"][:] = rng.choice(len(FAMILIES), n, p=weights / weights.sum())
     for k, name in enumerate(FAMILIES):
-        idx = np.flatnonzero(family == k)
+        idx = np.flatnonzero(out["family"] == k)
         if len(idx) == 0:
             continue
-        arrays = _simulate(BUILDERS[name](rng, cfg, len(idx)), cfg, rng)
-        for key, value in arrays.items():
+        for key, value in _simulate(BUILDERS[name](rng, cfg, len(idx)), cfg).items():
             out[key][idx] = value
         names = FAMILY_INTENTS[name]
-        alt_intent[idx, : len(names)] = [INTENTS.index(x) for x in names]
-    alt_intent[~out["alt_mask"]] = -1
+        out["alt_intent"][idx, : len(names)] = [INTENTS.index(x) for x in names]
+    out["alt_intent"][~out["alt_mask"]] = -1
 
-    # Observation noise on the history only.
-    hist = out["history"]
-    hist[..., :2] += cfg.pos_noise * rng.standard_normal((n, H, 2))
-    hist[..., 2] += cfg.heading_noise * rng.standard_normal((n, H))
-    hist[..., 3] = np.maximum(hist[..., 3] + cfg.speed_noise * rng.standard_normal((n, H)), 0.0)
+    # Observation noise, on the history only.
+    shape = out["hist_speed"].shape
+    out["hist_z"] += cfg.pos_noise * (rng.standard_normal(shape) + 1j * rng.standard_normal(shape))
+    out["hist_heading"] += cfg.heading_noise * rng.standard_normal(shape)
+    out["hist_speed"][:] = np.maximum(out["hist_speed"] + cfg.speed_noise * rng.standard_normal(shape), 0.0)
 
     # A random world pose per scene: rotate about the canonical origin, then shift.
     angle = rng.uniform(-np.pi, np.pi, n)
-    shift = rng.uniform(-1000.0, 1000.0, (n, 2))
-    rot = _rotation(angle)
-
-    def move(points: np.ndarray) -> np.ndarray:  # (n, ..., 2)
-        extra = points.ndim - 2
-        r = rot.reshape(n, *([1] * extra), 2, 2)
-        return np.einsum("n...ij,n...j->n...i", np.broadcast_to(r, (*points.shape, 2)), points) + shift.reshape(
-            n, *([1] * extra), 2)
-
-    hist[..., :2] = move(hist[..., :2])
-    hist[..., 2] = np.angle(np.exp(1j * (hist[..., 2] + angle[:, None])))  # wrap to (-pi, pi]
-    lanes = np.where(out["lane_mask"][..., None, None], move(out["lanes"]), 0.0)
-    alts = np.where(out["alt_mask"][..., None, None], move(out["alt_futures"]), 0.0)
-    return Scenes(hist, move(out["future"]), lanes, out["lane_mask"], out["lane_type"], alts, out["alt_probs"],
-                  out["alt_mask"], alt_intent, family, out["intent"])
+    turn = np.exp(1j * angle)
+    shift = rng.uniform(-1000.0, 1000.0, n) + 1j * rng.uniform(-1000.0, 1000.0, n)
+    for key, mask in (
+        ("hist_z", None),
+        ("future", None),
+        ("lanes", "lane_mask"),
+        ("alt_futures", "alt_mask"),
+    ):
+        z = out[key]
+        extra = (1,) * (z.ndim - 1)
+        moved = z * turn.reshape(n, *extra) + shift.reshape(n, *extra)
+        z[:] = (
+            moved
+            if mask is None
+            else np.where(out[mask].reshape(*out[mask].shape, *(1,) * (z.ndim - 2)), moved, 0)
+        )
+    out["hist_heading"][:] = np.angle(
+        np.exp(1j * (out["hist_heading"] + angle[:, None]))
+    )  # wrap to (-pi, pi]

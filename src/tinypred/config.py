@@ -1,0 +1,58 @@
+"""Reading config files (JSON or TOML) into validated pydantic models, with one-line errors."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from tinypred.errors import TinypredError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def one_line(err: ValidationError) -> str:
+    """The first pydantic error as 'field.path: message'."""
+    first = err.errors()[0]
+    msg = first["msg"].removeprefix("Value error, ")
+    loc = ".".join(str(x) for x in first["loc"])
+    return f"field '{loc}': {msg}" if loc else msg
+
+
+def read_mapping(path: str | Path) -> dict[str, Any]:
+    """A JSON (.json) or TOML (.toml) file holding one table/object."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise TinypredError(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise TinypredError(f"{path}: cannot read ({e})") from None
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
+        kind = "TOML" if path.suffix == ".toml" else "JSON"
+        raise TinypredError(f"{path}: not valid {kind} ({e})") from None
+    if not isinstance(data, dict):
+        raise TinypredError(f"{path}: expected a JSON object / TOML table at the top")
+    return data
+
+
+def build(model: type[M], data: dict[str, Any], source: str) -> M:
+    """Validate `data` as `model`; errors name `source` (a file or 'flags') and the field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise TinypredError(f"{source}: {one_line(e)}") from None
+
+
+def load_config(model: type[M], path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> M:
+    """Defaults, then the file (if any), then `overrides` (e.g. from command-line flags)."""
+    data = read_mapping(path) if path is not None else {}
+    cfg = build(model, data, str(path) if path else "config")
+    if overrides:
+        cfg = build(model, {**cfg.model_dump(), **overrides}, "flags")
+    return cfg

@@ -1,0 +1,166 @@
+"""The encoded scene: what the model reads, in the agent's own frame.
+
+Agent-centric frame: the origin is the last *observed* position, x points along the last observed
+heading, y to the agent's left. Everything a scene holds is moved into that frame; `pose` (x, y,
+heading in the world) is kept so that `to_world` can move predictions back.
+
+Per-step history features (H steps, oldest first), 6 numbers each:
+    x, y            position (m)
+    vx, vy          velocity (m/s): observed speed along the observed heading
+    sin, cos        of the heading relative to the last one
+The flat feature vector the model reads (`features`, D = 6 H + 2 L P + 2 L; 256 with the defaults):
+    [ history (H, 6) | lanes (L, P, 2) | lane_mask (L) | lane_is_stop_line (L) ]
+Lanes that do not exist are zeros with mask 0. `Normalizer` standardises each feature with a mean
+and standard deviation fitted on the training split only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from tinypred.scenes import LANE_TYPES, Scenes, as_complex, as_points
+
+HISTORY_FEATURES = ("x", "y", "vx", "vy", "sin_heading", "cos_heading")
+
+
+@dataclass(frozen=True)
+class EncodedScenes:
+    """N scenes in their agent frames (float32, pose float64). Shapes as `Scenes`, but
+
+    history: (N, H, 6) features as in the module docstring; pose: (N, 3) world x, y, heading;
+    scene_id: (N,) int64, a stable index for joining predictions back to scenes.
+    """
+
+    history: np.ndarray
+    future: np.ndarray
+    lanes: np.ndarray
+    lane_mask: np.ndarray
+    lane_type: np.ndarray
+    alt_futures: np.ndarray
+    alt_probs: np.ndarray
+    alt_mask: np.ndarray
+    alt_intent: np.ndarray
+    family: np.ndarray
+    intent: np.ndarray
+    pose: np.ndarray
+    scene_id: np.ndarray
+
+    def __len__(self) -> int:
+        return self.history.shape[0]
+
+    @property
+    def is_decision(self) -> np.ndarray:
+        """(N,) bool: the scene's family has a decision point."""
+        from tinypred.scenes import DECISION_FAMILIES, FAMILIES
+
+        return np.isin(self.family, [FAMILIES.index(f) for f in DECISION_FAMILIES])
+
+    def subset(self, idx: np.ndarray | slice) -> EncodedScenes:
+        return EncodedScenes(*(getattr(self, f.name)[idx] for f in fields(self)))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def to_agent(points: np.ndarray, pose: np.ndarray, dtype=np.float64) -> np.ndarray:
+    """World points (N, ..., 2) into the agent frames given by pose (N, 3), as `dtype`."""
+    z = as_complex(points)
+    shape = (len(pose),) + (1,) * (z.ndim - 1)
+    out = np.empty(z.shape, np.complex64 if dtype == np.float32 else np.complex128)
+    # (z - origin) * e^{-i heading}, written straight into the output precision.
+    np.multiply(
+        z - (pose[:, 0] + 1j * pose[:, 1]).reshape(shape),
+        np.exp(-1j * pose[:, 2]).reshape(shape),
+        out=out,
+        casting="same_kind",
+    )
+    return as_points(out)
+
+
+def to_world(points: np.ndarray, pose: np.ndarray) -> np.ndarray:
+    """Agent-frame points (N, ..., 2) back to the world (float64), given pose (N, 3); undoes `to_agent`."""
+    z = as_complex(points.astype(np.float64, copy=False))
+    shape = (len(pose),) + (1,) * (z.ndim - 1)
+    return as_points(
+        z * np.exp(1j * pose[:, 2]).reshape(shape) + (pose[:, 0] + 1j * pose[:, 1]).reshape(shape)
+    )
+
+
+def encode(scenes: Scenes, scene_id: np.ndarray | None = None) -> EncodedScenes:
+    """Move world-frame scenes into their agent frames (the last observed pose)."""
+    n = len(scenes)
+    f32 = np.float32
+    pose = scenes.history[:, -1, :3].astype(np.float64)
+    rel_heading = scenes.history[..., 2] - pose[:, 2:3]
+    speed = scenes.history[..., 3]
+    history = np.empty((*speed.shape, 6), f32)
+    history[..., :2] = to_agent(scenes.history[..., :2], pose, f32)
+    history[..., 2] = speed * np.cos(rel_heading)
+    history[..., 3] = speed * np.sin(rel_heading)
+    history[..., 4] = np.sin(rel_heading)
+    history[..., 5] = np.cos(rel_heading)
+
+    def masked(points, mask):  # lanes and alternatives that do not exist stay exactly zero
+        out = to_agent(points, pose, f32)
+        out *= mask.reshape(*mask.shape, *(1,) * (out.ndim - mask.ndim))
+        return out
+
+    return EncodedScenes(
+        history=history,
+        future=to_agent(scenes.future, pose, f32),
+        lanes=masked(scenes.lanes, scenes.lane_mask),
+        lane_mask=scenes.lane_mask.copy(),
+        lane_type=scenes.lane_type.copy(),
+        alt_futures=masked(scenes.alt_futures, scenes.alt_mask),
+        alt_probs=scenes.alt_probs.astype(f32),
+        alt_mask=scenes.alt_mask.copy(),
+        alt_intent=scenes.alt_intent.copy(),
+        family=scenes.family.copy(),
+        intent=scenes.intent.copy(),
+        pose=pose,
+        scene_id=np.arange(n, dtype=np.int64) if scene_id is None else np.asarray(scene_id, np.int64),
+    )
+
+
+def features(enc: EncodedScenes) -> np.ndarray:
+    """The flat (N, D) float32 model input; the layout is in the module docstring."""
+    n = len(enc)
+    stop = (enc.lane_type == LANE_TYPES.index("stop_line")) & enc.lane_mask
+    return np.concatenate(
+        [
+            enc.history.reshape(n, -1),
+            enc.lanes.reshape(n, -1),
+            enc.lane_mask.astype(np.float32),
+            stop.astype(np.float32),
+        ],
+        -1,
+        dtype=np.float32,
+    )
+
+
+def feature_names(history_steps: int, max_lanes: int, lane_points: int) -> list[str]:
+    """Names of the D features, in `features` order (for saliency plots and the docs)."""
+    names = [f"h{t}.{f}" for t in range(history_steps) for f in HISTORY_FEATURES]
+    names += [f"lane{i}.p{p}.{c}" for i in range(max_lanes) for p in range(lane_points) for c in "xy"]
+    names += [f"lane{i}.mask" for i in range(max_lanes)] + [f"lane{i}.is_stop_line" for i in range(max_lanes)]
+    return names
+
+
+@dataclass(frozen=True)
+class Normalizer:
+    """Per-feature standardisation: (x - mean) / std. Fit on the training split only."""
+
+    mean: np.ndarray  # (D,)
+    std: np.ndarray  # (D,)
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> Normalizer:
+        """Fit on training features x (N, D). Constant features (the last position, always 0) get std 1."""
+        mean = x.mean(0, dtype=np.float64)
+        std = x.std(0, dtype=np.float64)
+        return cls(mean.astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return ((x - self.mean) / self.std).astype(np.float32)

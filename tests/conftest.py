@@ -1,0 +1,36 @@
+"""Shared fixtures: small real datasets written by the real code."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tinypred import dataset
+from tinypred.scenes import SceneConfig
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory) -> Path:
+    """A dataset directory of 1200/300/300 scenes, seed 7, written by `dataset.save`."""
+    out = tmp_path_factory.mktemp("data") / "small"
+    dataset.save(dataset.make(SceneConfig(), 1200, 300, 300, seed=7), out)
+    return out
+
+
+def run_cli(*args: str, check: bool = False) -> subprocess.CompletedProcess:
+    """Run the real `tinypred` console entry point in a subprocess."""
+    proc = subprocess.run(
+        [sys.executable, "-c", "from tinypred.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"tinypred {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
