@@ -49,7 +49,7 @@ def test_hand_case_miss_is_strict():
 
 @pytest.mark.parametrize("dist", metrics.DISTS)
 def test_hand_case_nll(dist):
-    np.testing.assert_allclose(nll(PRED, GT, PROBS, 1.0, dist), [HAND_NLL[dist]], rtol=1e-12)
+    np.testing.assert_allclose(nll(PRED, PROBS, GT, 1.0, dist), [HAND_NLL[dist]], rtol=1e-12)
 
 
 def test_hand_case_evaluate():
@@ -78,8 +78,8 @@ def test_one_step_nll_matches_closed_form():
     sigma = 2.0
     gauss = 25 / (2 * sigma**2) + 2 * math.log(sigma) + math.log(2 * math.pi)
     laplace = 7 / sigma + 2 * math.log(2 * sigma)
-    np.testing.assert_allclose(nll(pred, gt, [[1.0]], [sigma], "gaussian"), [gauss], rtol=1e-12)
-    np.testing.assert_allclose(nll(pred, gt, [[1.0]], [sigma], "laplace"), [laplace], rtol=1e-12)
+    np.testing.assert_allclose(nll(pred, [[1.0]], gt, [sigma], "gaussian"), [gauss], rtol=1e-12)
+    np.testing.assert_allclose(nll(pred, [[1.0]], gt, [sigma], "laplace"), [laplace], rtol=1e-12)
 
 
 def test_nll_stays_finite_where_the_density_underflows():
@@ -87,7 +87,7 @@ def test_nll_stays_finite_where_the_density_underflows():
     gt = np.zeros((1, 1, 2))
     pred = np.full((1, 2, 1, 2), 1000.0)
     expected = 2e6 / (2 * 1e-4) + 2 * math.log(0.01) + math.log(2 * math.pi)
-    np.testing.assert_allclose(nll(pred, gt, [[0.5, 0.5]], 0.01, "gaussian"), [expected], rtol=1e-12)
+    np.testing.assert_allclose(nll(pred, [[0.5, 0.5]], gt, 0.01, "gaussian"), [expected], rtol=1e-12)
 
 
 @pytest.mark.parametrize("dist", metrics.DISTS)
@@ -98,9 +98,9 @@ def test_zero_probability_mode_contributes_nothing_without_warnings(dist):
     pred[:, 1] = gt  # a perfect mode, but with probability 0
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        both = nll(pred, gt, [[1.0, 0.0]] * 3, 0.7, dist)
+        both = nll(pred, [[1.0, 0.0]] * 3, gt, 0.7, dist)
         table = evaluate(pred, np.array([[1.0, 0.0]] * 3), gt, 0.7, dist=dist)
-    np.testing.assert_allclose(both, nll(pred[:, :1], gt, [[1.0]] * 3, 0.7, dist), rtol=1e-12)
+    np.testing.assert_allclose(both, nll(pred[:, :1], [[1.0]] * 3, gt, 0.7, dist), rtol=1e-12)
     assert table["all"]["NLL"] == pytest.approx(both.mean(), rel=1e-12)
 
 
@@ -111,11 +111,11 @@ def test_scale_shapes_broadcast_alike():
     probs = rng.dirichlet(np.ones(k), size=n)
     per_step = rng.uniform(0.5, 2, size=t)
     for dist in metrics.DISTS:
-        expected = nll(pred, gt, probs, np.broadcast_to(per_step, (n, k, t)), dist)
+        expected = nll(pred, probs, gt, np.broadcast_to(per_step, (n, k, t)), dist)
         for scale in (per_step, per_step[None, None], np.broadcast_to(per_step, (n, 1, t))):
-            np.testing.assert_allclose(nll(pred, gt, probs, scale, dist), expected, rtol=1e-12)
-        flat = nll(pred, gt, probs, np.full((n, k, 1), 0.8), dist)
-        np.testing.assert_allclose(flat, nll(pred, gt, probs, 0.8, dist), rtol=1e-12)
+            np.testing.assert_allclose(nll(pred, probs, gt, scale, dist), expected, rtol=1e-12)
+        flat = nll(pred, probs, gt, np.full((n, k, 1), 0.8), dist)
+        np.testing.assert_allclose(flat, nll(pred, probs, gt, 0.8, dist), rtol=1e-12)
 
 
 def test_float32_stays_float32_and_agrees_with_float64():
@@ -187,7 +187,7 @@ def test_permuting_modes_with_their_probabilities_changes_nothing(data, random, 
     np.testing.assert_allclose(brier_min_fde(shuffled[0], shuffled[1], gt), brier_min_fde(pred, probs, gt))
     assert np.array_equal(miss(shuffled[0], gt), miss(pred, gt))
     np.testing.assert_allclose(
-        nll(shuffled[0], gt, shuffled[1], shuffled[2], dist), nll(pred, gt, probs, per_mode_scale, dist)
+        nll(shuffled[0], shuffled[1], gt, shuffled[2], dist), nll(pred, probs, gt, per_mode_scale, dist)
     )
 
 
@@ -241,7 +241,7 @@ def test_rigid_motion_invariance(data, angle, shift, quarter_turns):
         )
         for dist in dists:
             np.testing.assert_allclose(
-                nll(pred2, gt2, probs, scale, dist), nll(pred, gt, probs, scale, dist), rtol=1e-7, atol=1e-6
+                nll(pred2, probs, gt2, scale, dist), nll(pred, probs, gt, scale, dist), rtol=1e-7, atol=1e-6
             )
 
     check(lambda p: p + shift, metrics.DISTS)
@@ -260,7 +260,7 @@ def test_nll_falls_as_the_true_mode_gains_probability(data, j, alpha, dist):
     pred[:, j] = gt  # with a shared scale, the exact mode has the highest density of all
     raised = (1 - alpha) * probs
     raised[:, j] += alpha
-    before, after = nll(pred, gt, probs, scale, dist), nll(pred, gt, raised, scale, dist)
+    before, after = nll(pred, probs, gt, scale, dist), nll(pred, raised, gt, scale, dist)
     assert np.all(after <= before + 1e-9 * (1 + np.abs(before)))
 
 
@@ -297,7 +297,7 @@ def test_nll_matches_its_definition(data, dist):
     pred, gt, probs, scale = data
     scale = np.clip(scale, 0.5, 3)  # keeps the plain product well away from underflow
     np.testing.assert_allclose(
-        nll(pred, gt, probs, scale, dist), _reference_nll(pred, gt, probs, scale, dist), rtol=1e-9, atol=1e-12
+        nll(pred, probs, gt, scale, dist), _reference_nll(pred, gt, probs, scale, dist), rtol=1e-9, atol=1e-12
     )
 
 
@@ -305,7 +305,7 @@ def test_nll_matches_its_definition(data, dist):
 
 
 def _total_nll(pred, gt, probs, scale, dist):
-    return nll(pred, gt, probs, scale, dist).sum()
+    return nll(pred, probs, gt, scale, dist).sum()
 
 
 def _assert_local_maximum(pred, gt, probs, scale, dist):
@@ -363,7 +363,7 @@ def test_fit_scales_floors_an_exact_prediction():
     gt = np.random.default_rng(7).normal(size=(10, 3, 2))
     scale = fit_scales(gt[:, None], gt, dist="gaussian")
     np.testing.assert_array_equal(scale, metrics.MIN_SCALE)
-    assert np.isfinite(nll(gt[:, None], gt, np.ones((10, 1)), scale, "gaussian")).all()
+    assert np.isfinite(nll(gt[:, None], np.ones((10, 1)), gt, scale, "gaussian")).all()
 
 
 # --- input refusal ------------------------------------------------------------------------------------
@@ -442,7 +442,7 @@ EVERY_FUNCTION = {
     "min_ade": lambda p: min_ade(p, _gt),
     "miss": lambda p: miss(p, _gt),
     "brier_min_fde": lambda p: brier_min_fde(p, _probs, _gt),
-    "nll": lambda p: nll(p, _gt, _probs, _scale),
+    "nll": lambda p: nll(p, _probs, _gt, _scale),
     "fit_scales": lambda p: fit_scales(p, _gt),
     "evaluate": lambda p: evaluate(p, _probs, _gt, _scale),
 }
@@ -465,7 +465,7 @@ def test_other_arguments_are_refused_by_name():
     with pytest.raises(TinypredError, match="dist must be one of"):
         fit_scales(_pred, _gt, dist="normal")
     with pytest.raises(TinypredError, match="probs rows must sum to 1"):
-        nll(_pred, _gt, np.full((N, K), 0.4), _scale)
+        nll(_pred, np.full((N, K), 0.4), _gt, _scale)
 
 
 def test_float32_softmax_probabilities_are_accepted():
@@ -491,7 +491,7 @@ def test_top6_leaves_out_the_least_probable_modes():
     assert table["minADE@6"] == pytest.approx(1.0)
     assert table["brier-minFDE@6"] == pytest.approx(1.0 + 0.8**2)  # raw p = 0.2, not renormalised
     assert table["minFDE@1"] == pytest.approx(1.0)
-    assert table["NLL"] == pytest.approx(nll(pred, gt, probs, 1.0)[0], rel=1e-12)  # all 8 modes
+    assert table["NLL"] == pytest.approx(nll(pred, probs, gt, 1.0)[0], rel=1e-12)  # all 8 modes
     assert min_fde(pred, gt)[0] == pytest.approx(0.5)
 
 
@@ -549,5 +549,5 @@ def test_tiny_scale_on_float32_input_neither_overflows_nor_warns():
     gt = np.zeros((2, 3, 2), np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        value = nll(pred, gt, np.full((2, 2), 0.5), 1e-20, "gaussian")
+        value = nll(pred, np.full((2, 2), 0.5), gt, 1e-20, "gaussian")
     assert np.all(np.isfinite(value)) and np.all(value > 1e38)

@@ -20,7 +20,8 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from tinypred.scenes import LANE_TYPES, Scenes, as_complex, as_points
+from tinypred.geometry import as_complex, as_points
+from tinypred.scenes import LANE_TYPES, Scenes
 
 HISTORY_FEATURES = ("x", "y", "vx", "vy", "sin_heading", "cos_heading")
 

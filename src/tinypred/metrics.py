@@ -21,6 +21,7 @@ from typing import Literal
 import numpy as np
 
 from tinypred.errors import TinypredError
+from tinypred.geometry import as_complex
 
 Dist = Literal["laplace", "gaussian"]
 DISTS = ("laplace", "gaussian")
@@ -114,18 +115,12 @@ def _check_threshold(name: str, value: object) -> None:
 # --- shared arithmetic (no validation) ----------------------------------------------------------------
 
 
-def _as_complex(points: np.ndarray) -> np.ndarray:
-    """(..., 2) float points as (...) complex x + iy: a view, copied only if the xy axis is not contiguous."""
-    dtype = np.complex64 if points.dtype == np.float32 else np.complex128
-    return np.ascontiguousarray(points).view(dtype)[..., 0]
-
-
 def _displacements(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """(N, K, T) complex error dx + i dy of every mode at every step.
 
     Complex, because one contiguous subtraction and a hypot are twice as fast as strided x and y arrays.
     """
-    return _as_complex(pred) - _as_complex(gt)[:, None]
+    return as_complex(pred) - as_complex(gt)[:, None]
 
 
 def _norms(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
@@ -257,11 +252,11 @@ def brier_min_fde(pred: np.ndarray, probs: np.ndarray, gt: np.ndarray) -> np.nda
 
 
 def nll(
-    pred: np.ndarray, gt: np.ndarray, probs: np.ndarray, scale: np.ndarray | float, dist: Dist = "laplace"
+    pred: np.ndarray, probs: np.ndarray, gt: np.ndarray, scale: np.ndarray | float, dist: Dist = "laplace"
 ) -> np.ndarray:
     """(N,) negative log-likelihood of gt, in nats per sample, under the mixture the prediction defines.
 
-    pred (N, K, T, 2), gt (N, T, 2), probs (N, K), scale broadcastable to (N, K, T): e.g. (T,) fitted per
+    pred (N, K, T, 2), probs (N, K), gt (N, T, 2), scale broadcastable to (N, K, T): e.g. (T,) fitted per
     step (see `fit_scales`) or (N, K, T) predicted. Component k is a product over the T steps and the two
     coordinates of independent 1-D densities f centred on pred[n, k, t]: Gaussian with std s = scale[n, k, t]
     or Laplace with b = s. Then

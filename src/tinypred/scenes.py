@@ -36,6 +36,8 @@ from dataclasses import dataclass, fields
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tinypred.geometry import as_points, rotate
+
 FAMILIES = ("intersection", "lane_change", "stop_or_go", "curve", "cruise")
 DECISION_FAMILIES = ("intersection", "lane_change", "stop_or_go")
 INTENTS = ("follow", "straight", "left", "right", "keep", "change_left", "change_right", "go", "stop")
@@ -179,28 +181,6 @@ def _replace(obj, **changes):
     values = {f.name: getattr(obj, f.name) for f in fields(obj)}
     values.update(changes)
     return type(obj)(**values)
-
-
-def as_complex(points: np.ndarray) -> np.ndarray:
-    """View points (..., 2) as complex numbers x + iy (...,), without copying when contiguous."""
-    dtype = np.complex64 if points.dtype == np.float32 else np.complex128
-    return np.ascontiguousarray(points, dtype=np.float32 if dtype == np.complex64 else np.float64).view(
-        dtype
-    )[..., 0]
-
-
-def as_points(z: np.ndarray) -> np.ndarray:
-    """Complex numbers (...,) back to points (..., 2)."""
-    real = np.float32 if z.dtype == np.complex64 else np.float64
-    return np.ascontiguousarray(z)[..., None].view(real)
-
-
-def rotate(points: np.ndarray, angle: np.ndarray | float) -> np.ndarray:
-    """Rotate points (N, ..., 2) counter-clockwise by angle: a scalar, or one per scene (N,)."""
-    z = as_complex(points)
-    angle = np.asarray(angle)
-    turn = np.exp(1j * angle.reshape(angle.shape + (1,) * (z.ndim - angle.ndim))).astype(z.dtype)
-    return as_points(z * turn)
 
 
 # ----------------------------------------------------------------------------------------------------
