@@ -91,6 +91,56 @@ def data_inspect(
         console.print(f"drew scenes to {plot}")
 
 
+def metrics_table(
+    title: str,
+    results: dict[str, dict[str, dict[str, float]]],
+    slices: tuple[str, ...] = ("all", "decision", "other"),
+) -> Table:
+    """A rich table: one row per (predictor, slice), one column per metric."""
+    from tinypred.metrics import METRICS
+
+    table = Table(title=title)
+    table.add_column("predictor", no_wrap=True)
+    table.add_column("slice", no_wrap=True)
+    for m in METRICS:
+        table.add_column(m, justify="right", no_wrap=True)
+    for name, by_slice in results.items():
+        for sl in slices:
+            if sl in by_slice:
+                row = by_slice[sl]
+                table.add_row(
+                    name,
+                    f"{sl} ({row['count']})",
+                    *(f"{row[m]:.3f}" if m.startswith("MR") else f"{row[m]:.2f}" for m in METRICS),
+                )
+        table.add_section()
+    return table
+
+
+@app.command()
+def baselines(
+    directory: Annotated[Path, typer.Argument(help="a dataset directory")],
+    split: Annotated[str, typer.Option("--split", help="train, val or test")] = "test",
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="also write the results to this file")
+    ] = None,
+) -> None:
+    """Fit every baseline on the training split and evaluate it on a split."""
+    from tinypred.baselines import fit_all
+    from tinypred.fileio import write_json
+    from tinypred.metrics import evaluate_scenes
+
+    ds = dataset.load(directory)
+    scenes = ds.split(split)
+    if len(scenes) == 0:
+        raise TinypredError(f"--split {split}: the split of {directory} is empty")
+    results = {name: evaluate_scenes(b.predict(scenes), scenes) for name, b in fit_all(ds.train).items()}
+    console.print(metrics_table(f"baselines on {directory} [{split}]", results))
+    if json_out is not None:
+        write_json(json_out, {"split": split, "data": str(directory), "results": results})
+        console.print(f"wrote {json_out}")
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out")] = Path("runs/demo"),

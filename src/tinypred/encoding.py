@@ -16,6 +16,8 @@ and standard deviation fitted on the training split only.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -89,40 +91,50 @@ def to_world(points: np.ndarray, pose: np.ndarray) -> np.ndarray:
     )
 
 
+BLOCK = 8192  # scenes per block: small temporaries, and blocks run on all cores
+
+
 def encode(scenes: Scenes, scene_id: np.ndarray | None = None) -> EncodedScenes:
     """Move world-frame scenes into their agent frames (the last observed pose)."""
-    n = len(scenes)
+    n, h = scenes.history.shape[:2]
     f32 = np.float32
-    pose = scenes.history[:, -1, :3].astype(np.float64)
-    rel_heading = scenes.history[..., 2] - pose[:, 2:3]
-    speed = scenes.history[..., 3]
-    history = np.empty((*speed.shape, 6), f32)
-    history[..., :2] = to_agent(scenes.history[..., :2], pose, f32)
-    history[..., 2] = speed * np.cos(rel_heading)
-    history[..., 3] = speed * np.sin(rel_heading)
-    history[..., 4] = np.sin(rel_heading)
-    history[..., 5] = np.cos(rel_heading)
-
-    def masked(points, mask):  # lanes and alternatives that do not exist stay exactly zero
-        out = to_agent(points, pose, f32)
-        out *= mask.reshape(*mask.shape, *(1,) * (out.ndim - mask.ndim))
-        return out
-
-    return EncodedScenes(
-        history=history,
-        future=to_agent(scenes.future, pose, f32),
-        lanes=masked(scenes.lanes, scenes.lane_mask),
+    out = EncodedScenes(
+        history=np.empty((n, h, 6), f32),
+        future=np.empty(scenes.future.shape, f32),
+        lanes=np.empty(scenes.lanes.shape, f32),
         lane_mask=scenes.lane_mask.copy(),
         lane_type=scenes.lane_type.copy(),
-        alt_futures=masked(scenes.alt_futures, scenes.alt_mask),
+        alt_futures=np.empty(scenes.alt_futures.shape, f32),
         alt_probs=scenes.alt_probs.astype(f32),
         alt_mask=scenes.alt_mask.copy(),
         alt_intent=scenes.alt_intent.copy(),
         family=scenes.family.copy(),
         intent=scenes.intent.copy(),
-        pose=pose,
+        pose=scenes.history[:, -1, :3].astype(np.float64),
         scene_id=np.arange(n, dtype=np.int64) if scene_id is None else np.asarray(scene_id, np.int64),
     )
+
+    def block(lo: int) -> None:
+        rows = slice(lo, lo + BLOCK)
+        pose = out.pose[rows]
+        hist = scenes.history[rows]
+        rel = hist[..., 2] - pose[:, 2:3]  # heading relative to the last observed one
+        speed = hist[..., 3]
+        out.history[rows, :, :2] = to_agent(hist[..., :2], pose, f32)
+        out.history[rows, :, 2] = speed * np.cos(rel)
+        out.history[rows, :, 3] = speed * np.sin(rel)
+        out.history[rows, :, 4] = np.sin(rel)
+        out.history[rows, :, 5] = np.cos(rel)
+        out.future[rows] = to_agent(scenes.future[rows], pose, f32)
+        # Lanes and alternatives that do not exist stay exactly zero.
+        out.lanes[rows] = to_agent(scenes.lanes[rows], pose, f32) * out.lane_mask[rows, :, None, None]
+        out.alt_futures[rows] = (
+            to_agent(scenes.alt_futures[rows], pose, f32) * out.alt_mask[rows, :, None, None]
+        )
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # NumPy releases the GIL
+        list(pool.map(block, range(0, n, BLOCK)))
+    return out
 
 
 def features(enc: EncodedScenes) -> np.ndarray:

@@ -28,3 +28,10 @@ def rotate(points: np.ndarray, angle: np.ndarray | float) -> np.ndarray:
     angle = np.asarray(angle)
     turn = np.exp(1j * angle.reshape(angle.shape + (1,) * (z.ndim - angle.ndim))).astype(z.dtype)
     return as_points(z * turn)
+
+
+def advance(z: np.ndarray, heading: np.ndarray, dist: np.ndarray, kappa: np.ndarray):
+    """Exact (position, heading) after travelling `dist` along an arc of curvature `kappa`."""
+    half = 0.5 * kappa * dist
+    chord = dist * np.sinc(half / np.pi)  # chord length; sinc keeps kappa -> 0 exact (a straight line)
+    return z + chord * np.exp(1j * (heading + half)), heading + 2 * half

@@ -16,6 +16,7 @@ takes the first such mode; the two agree whenever the best endpoint is unique.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -411,3 +412,35 @@ def evaluate(
         out[name] = {m: float(v.mean(dtype=np.float64)) for m, v in rows.items()}
         out[name]["count"] = n if mask is None else int(mask.sum())
     return out
+
+
+# --- predictions on scenes ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What every predictor (baseline or model) returns, in the agent frame.
+
+    modes (N, K, T, 2), probs (N, K) summing to 1, scale (T,) or (N, K, T): the per-step scale of the
+    NLL's Laplace/Gaussian components (fitted on the training split for the baselines).
+    """
+
+    modes: np.ndarray
+    probs: np.ndarray
+    scale: np.ndarray
+
+
+def evaluate_scenes(prediction: Prediction, scenes, dist: Dist = "laplace") -> dict[str, dict[str, float]]:
+    """`evaluate` a prediction on EncodedScenes, sliced by decision / other and by family."""
+    from tinypred.scenes import FAMILIES
+
+    return evaluate(
+        prediction.modes,
+        prediction.probs,
+        scenes.future,
+        prediction.scale,
+        family=scenes.family.astype(np.int64),
+        is_decision=scenes.is_decision,
+        family_names=FAMILIES,
+        dist=dist,
+    )

@@ -36,7 +36,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tinypred.geometry import as_points, rotate
+from tinypred.geometry import advance, as_points, rotate
 
 FAMILIES = ("intersection", "lane_change", "stop_or_go", "curve", "cruise")
 DECISION_FAMILIES = ("intersection", "lane_change", "stop_or_go")
@@ -187,13 +187,6 @@ def _replace(obj, **changes):
 # Paths: a start pose and J constant-curvature segments. Positions are complex numbers x + iy (one
 # ufunc moves both coordinates). Shapes broadcast: start (B..., 3) as x, y, heading; length and kappa
 # (B..., J). A query beyond the last segment continues along it, one before the start along the first.
-
-
-def advance(z: np.ndarray, heading: np.ndarray, dist: np.ndarray, kappa: np.ndarray):
-    """Exact (position, heading) after travelling `dist` along an arc of curvature `kappa`."""
-    half = 0.5 * kappa * dist
-    chord = dist * np.sinc(half / np.pi)  # chord length; sinc keeps kappa -> 0 exact (a straight line)
-    return z + chord * np.exp(1j * (heading + half)), heading + 2 * half
 
 
 def path_pose(start: np.ndarray, length: np.ndarray, kappa: np.ndarray, s: np.ndarray):
@@ -491,9 +484,11 @@ def _follow(rng, cfg: SceneConfig, b: int, curved: bool) -> Family:
     v_end = rng.uniform(np.minimum(V_MIN + 2 + 2 * np.maximum(a_hist, 0), v_top), v_top)
 
     def plan(delta):
-        return _plan(length, kappa, np.clip(v_end + delta, V_MIN, V_MAX), caps)
+        # Drivers keep their trend: the speed they head for follows the past's acceleration (up to
+        # +-1.5 m/s), and their style adds up to +-1 m/s that the past does not show.
+        return _plan(length, kappa, np.clip(v_end + 3.0 * a_hist + delta, V_MIN, V_MAX), caps)
 
-    real = plan(_style(rng, cfg, b, -2.0, 2.0))
+    real = plan(_style(rng, cfg, b, -1.0, 1.0))
     nominal = Plan(
         *(np.repeat(getattr(plan(np.zeros(b)), f.name)[:, None], MAX_ALTERNATIVES, 1) for f in fields(Plan))
     )
