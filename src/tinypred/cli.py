@@ -141,6 +141,128 @@ def baselines(
         console.print(f"wrote {json_out}")
 
 
+def _model_prediction(loaded, ds, scenes):
+    from tinypred.train import Split, as_prediction
+
+    device = next(loaded.model.parameters()).device
+    return as_prediction(
+        loaded.model,
+        Split.of(scenes, loaded.normalizer, device),
+        loaded.config.loss,
+        Split.of(ds.train, loaded.normalizer, device),
+    )
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Option("--data", help="a dataset directory")],
+    out: Annotated[Path, typer.Option("--out", help="the run directory to write")],
+    config: Annotated[Path | None, typer.Option("--config", help="TrainConfig as .json or .toml")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs")] = None,
+    lr: Annotated[float | None, typer.Option("--lr")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
+    loss: Annotated[str | None, typer.Option("--loss", help="l2, wta or nll")] = None,
+    ce_weight: Annotated[float | None, typer.Option("--ce-weight")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or mps")] = None,
+    seed: Annotated[int | None, typer.Option("--seed")] = None,
+    bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help="bfloat16 autocast")] = None,
+    patience: Annotated[int | None, typer.Option("--patience", help="early stopping; 0 = off")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="any config key, e.g. model.width=128")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue the run in --out")] = False,
+) -> None:
+    """Train the K-mode MLP predictor; logs, TensorBoard events and checkpoints go to --out."""
+    from tinypred.baselines import fit_all
+    from tinypred.config import parse_assignments
+    from tinypred.metrics import evaluate_scenes
+    from tinypred.train import TrainConfig
+    from tinypred.train import train as run_training
+
+    flags = {
+        "epochs": epochs,
+        "lr": lr,
+        "batch_size": batch_size,
+        "loss.kind": loss,
+        "loss.ce_weight": ce_weight,
+        "device": device,
+        "seed": seed,
+        "bf16": bf16,
+        "patience": patience,
+    }
+    overrides = {k: v for k, v in flags.items() if v is not None} | parse_assignments(set_ or [])
+    cfg = load_config(TrainConfig, config, overrides)
+    ds = dataset.load(data)
+    refs = {
+        n: evaluate_scenes(b.predict(ds.val), ds.val) for n, b in fit_all(ds.train, ("cv", "cv_fan")).items()
+    }
+    result = run_training(
+        ds,
+        cfg,
+        out,
+        resume=resume,
+        progress=console.is_terminal,
+        baselines=refs,
+        on_epoch=lambda r: console.print(
+            f"epoch {r['epoch'] + 1}: train loss {r['train_loss']:.3f}  val loss {r['val_loss']:.3f}"
+            f"  val minFDE@6 {r['val_minFDE@6']:.2f}  MR@6 {r['val_MR@6']:.3f}",
+            highlight=False,
+        ),
+    )
+    for w in result.warnings:
+        err_console.print(f"warning: {w}", highlight=False)
+    console.print(
+        f"best epoch {result.best_epoch + 1}: val minFDE@6 {result.best_val['minFDE@6']:.3f} m "
+        f"(cv {refs['cv']['all']['minFDE@6']:.3f}, cv_fan {refs['cv_fan']['all']['minFDE@6']:.3f}); "
+        f"{result.train_seconds:.1f} s of training; wrote {out}"
+    )
+
+
+@app.command("eval")
+def eval_(
+    run: Annotated[Path, typer.Argument(help="a run directory")],
+    data: Annotated[Path, typer.Option("--data", help="a dataset directory")],
+    split: Annotated[str, typer.Option("--split")] = "test",
+    json_out: Annotated[Path | None, typer.Option("--json", help="default: RUN/eval_<split>.json")] = None,
+) -> None:
+    """Evaluate a trained run on a split: the metrics table and a JSON file."""
+    from tinypred.fileio import write_json
+    from tinypred.metrics import evaluate_scenes
+    from tinypred.train import load_run
+
+    ds = dataset.load(data)
+    scenes = ds.split(split)
+    loaded = load_run(run, ds)
+    results = {"mlp": evaluate_scenes(_model_prediction(loaded, ds, scenes), scenes)}
+    console.print(metrics_table(f"{run} on {data} [{split}]", results))
+    path = json_out or run / f"eval_{split}.json"
+    write_json(path, {"run": str(run), "data": str(data), "split": split, "results": results})
+    console.print(f"wrote {path}")
+
+
+@app.command()
+def predict(
+    run: Annotated[Path, typer.Argument(help="a run directory")],
+    data: Annotated[Path, typer.Option("--data", help="a dataset directory")],
+    out: Annotated[Path, typer.Option("--out", help="a .parquet file")],
+    split: Annotated[str, typer.Option("--split")] = "test",
+) -> None:
+    """Write the K modes of every scene, in the world frame, as Parquet (one row per scene and mode)."""
+    from tinypred.export import prediction_table, write_parquet
+    from tinypred.train import load_run
+
+    if out.suffix != ".parquet":
+        raise TinypredError(f"--out {out}: expected a .parquet file name")
+    ds = dataset.load(data)
+    scenes = ds.split(split)
+    loaded = load_run(run, ds)
+    table = prediction_table(_model_prediction(loaded, ds, scenes), scenes, ds.config.dt)
+    write_parquet(out, table)
+    console.print(
+        f"wrote {table.num_rows} rows ({len(scenes)} scenes x {loaded.model.cfg.modes} modes) to {out}"
+    )
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out")] = Path("runs/demo"),

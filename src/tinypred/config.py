@@ -50,9 +50,33 @@ def build(model: type[M], data: dict[str, Any], source: str) -> M:
 
 
 def load_config(model: type[M], path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> M:
-    """Defaults, then the file (if any), then `overrides` (e.g. from command-line flags)."""
+    """Defaults, then the file (if any), then `overrides` (dotted keys, e.g. from command-line flags)."""
     data = read_mapping(path) if path is not None else {}
     cfg = build(model, data, str(path) if path else "config")
     if overrides:
-        cfg = build(model, {**cfg.model_dump(), **overrides}, "flags")
+        merged = cfg.model_dump()
+        for dotted, value in overrides.items():
+            *parents, leaf = dotted.split(".")
+            node = merged
+            for key in parents:
+                if not isinstance(node.get(key), dict):
+                    raise TinypredError(f"--set {dotted}: {key!r} is not a section of the config")
+                node = node[key]
+            node[leaf] = value
+        cfg = build(model, merged, "flags")
     return cfg
+
+
+def parse_assignments(items: list[str]) -> dict[str, Any]:
+    """['model.width=128', 'loss.kind=nll'] -> {'model.width': 128, 'loss.kind': 'nll'} (values as JSON if
+    they parse, else as strings)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise TinypredError(f"--set {item!r}: expected KEY=VALUE, e.g. model.width=128")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out

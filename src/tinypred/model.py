@@ -1,0 +1,105 @@
+"""The learned predictor: an MLP from the encoded scene to K trajectory modes and their probabilities.
+
+    x (B, D) --[Linear -> norm -> activation -> dropout] x depth--> h (B, W) --Linear--> head (B, K(3T + 1))
+    head -> modes (B, K, T, 2)   positions in the agent frame, metres
+         -> logits (B, K)        mode probabilities = softmax(logits)
+         -> scale (B, K, T)      per-step scale of the NLL loss: softplus(raw) + eps
+
+The head predicts positions in units of `pos_scale` (T, 2): the per-step spread of the training
+futures, so that every output starts near unit size however far the agent travels by that step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+from torch.nn import functional as F
+
+SCALE_EPS = 1e-3  # m: the smallest scale, so that a confident mode cannot make the NLL -inf
+
+
+class ModelConfig(BaseModel):
+    """Architecture knobs. Defaults: K = 6 modes, three hidden layers of 256, ReLU, Kaiming init."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    modes: int = Field(6, ge=1, le=64, description="K")
+    width: int = Field(256, ge=1, le=8192)
+    depth: int = Field(3, ge=1, le=32, description="hidden layers")
+    activation: Literal["relu", "tanh", "sigmoid", "gelu", "silu"] = "relu"
+    norm: Literal["none", "layernorm", "batchnorm"] = "none"
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    init: Literal["kaiming", "xavier", "normal001"] = "kaiming"
+
+
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU, "silu": nn.SiLU}
+NORMS = {"none": lambda w: nn.Identity(), "layernorm": nn.LayerNorm, "batchnorm": nn.BatchNorm1d}
+
+
+@dataclass
+class ModelOutput:
+    """modes (B, K, T, 2) in metres, logits (B, K), scale (B, K, T) in metres."""
+
+    modes: torch.Tensor
+    logits: torch.Tensor
+    scale: torch.Tensor
+
+    @property
+    def probs(self) -> torch.Tensor:
+        return self.logits.softmax(-1)
+
+
+class TrajectoryMLP(nn.Module):
+    """K-mode trajectory predictor. `pos_scale` (T, 2) is a buffer, saved with the weights."""
+
+    def __init__(self, in_features: int, horizon: int, cfg: ModelConfig | None = None) -> None:
+        super().__init__()
+        cfg = cfg or ModelConfig()
+        self.cfg, self.in_features, self.horizon = cfg, in_features, horizon
+        layers: list[nn.Module] = []
+        width = in_features
+        for _ in range(cfg.depth):
+            layers += [nn.Linear(width, cfg.width), NORMS[cfg.norm](cfg.width), ACTIVATIONS[cfg.activation]()]
+            if cfg.dropout > 0:
+                layers.append(nn.Dropout(cfg.dropout))
+            width = cfg.width
+        self.body = nn.Sequential(*layers)
+        k, t = cfg.modes, horizon
+        self.head = nn.Linear(width, k * t * 2 + k + k * t)
+        self.register_buffer("pos_scale", torch.ones(t, 2))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Initialise every Linear as configured; biases start at zero (as in the lectures)."""
+        gain_of = {"relu": "relu", "gelu": "relu", "silu": "relu", "tanh": "tanh", "sigmoid": "linear"}
+        nonlinearity = gain_of[self.cfg.activation]
+        for _, m in self.linear_layers():
+            if self.cfg.init == "kaiming":  # std = gain / sqrt(fan_in): keeps activations' scale
+                nn.init.kaiming_normal_(m.weight, nonlinearity=nonlinearity)
+            elif self.cfg.init == "xavier":  # std = gain * sqrt(2 / (fan_in + fan_out))
+                nn.init.xavier_normal_(m.weight, gain=nn.init.calculate_gain(nonlinearity))
+            else:  # the lectures' "small random values"
+                nn.init.normal_(m.weight, std=0.01)
+            nn.init.zeros_(m.bias)
+        # The output layer starts small: modes near zero motion, logits near uniform (CE = log K).
+        nn.init.normal_(self.head.weight, std=1e-3)
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        b, k, t = x.shape[0], self.cfg.modes, self.horizon
+        out = self.head(self.body(x))
+        modes = out[:, : k * t * 2].view(b, k, t, 2) * self.pos_scale
+        logits = out[:, k * t * 2 : k * t * 2 + k]
+        scale = F.softplus(out[:, k * t * 2 + k :].view(b, k, t)) + SCALE_EPS
+        return ModelOutput(modes, logits, scale)
+
+    def linear_layers(self) -> list[tuple[str, nn.Linear]]:
+        """(name, layer) of every Linear, input to output: the layers the diagnostics report on."""
+        return [(name, m) for name, m in self.named_modules() if isinstance(m, nn.Linear)]
+
+    def matmul_params(self) -> int:
+        """Weights that take part in a matmul (biases and norms excluded): for FLOP counts."""
+        return sum(m.weight.numel() for _, m in self.linear_layers())
