@@ -25,6 +25,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
+from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
@@ -216,7 +217,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
         info = json.loads(meta.get("info", "{}"))
     except FileNotFoundError:
         raise TinypredError(f"{path}: missing (is it a tinypred run directory?)") from None
-    except (KeyError, ValueError, RuntimeError, TypeError) as e:
+    except (KeyError, ValueError, RuntimeError, TypeError, SafetensorError) as e:
         raise TinypredError(f"{path}: not a tinypred model or damaged ({str(e).splitlines()[0]})") from None
     return LoadedModel(model.to(device).eval(), normalizer, cfg, info)
 
@@ -266,7 +267,7 @@ def load_checkpoint(path: Path, model, opt, sched, gen: torch.Generator) -> dict
         return json.loads(meta["state"])
     except FileNotFoundError:
         raise TinypredError(f"{path}: no checkpoint to resume from") from None
-    except (KeyError, ValueError, RuntimeError) as e:
+    except (KeyError, ValueError, RuntimeError, SafetensorError) as e:
         raise TinypredError(
             f"{path}: does not match this run's model or is damaged ({str(e).splitlines()[0]})"
         ) from None
@@ -404,10 +405,15 @@ def train(
                 # whether anything went non-finite, in the loss or in any gradient.
                 norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf)
                 if not math.isfinite(norm.item()):
+                    kept = (
+                        f"the last good checkpoint ({ckpt_path}, epoch {state['epoch']}) is kept"
+                        if ckpt_path.exists()
+                        else "no checkpoint had been written yet"
+                    )
                     raise TinypredError(
                         f"training stopped at step {state['step']} (epoch {epoch}): non-finite "
                         f"{'loss' if not torch.isfinite(total) else 'gradient'}, first in "
-                        f"{first_bad_layer(model)}; the last good checkpoint ({ckpt_path}) is kept"
+                        f"{first_bad_layer(model)}; {kept}"
                     )
                 record = state["step"] % cfg.log_every == 0
                 if record:
