@@ -90,11 +90,11 @@ class TrajectoryMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
         b, k, t = x.shape[0], self.cfg.modes, self.horizon
-        out = self.head(self.body(x))
-        modes = out[:, : k * t * 2].view(b, k, t, 2) * self.pos_scale
-        logits = out[:, k * t * 2 : k * t * 2 + k]
-        scale = F.softplus(out[:, k * t * 2 + k :].view(b, k, t)) + SCALE_EPS
-        return ModelOutput(modes, logits, scale)
+        # One split, not three slices: its backward writes each part's gradient once instead of
+        # zero-filling a full-size buffer per slice.
+        modes, logits, scale = self.head(self.body(x)).split([k * t * 2, k, k * t], dim=1)
+        modes = modes.view(b, k, t, 2) * self.pos_scale
+        return ModelOutput(modes, logits, F.softplus(scale.view(b, k, t)) + SCALE_EPS)
 
     def linear_layers(self) -> list[tuple[str, nn.Linear]]:
         """(name, layer) of every Linear, input to output: the layers the diagnostics report on."""
