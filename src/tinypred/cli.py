@@ -267,21 +267,106 @@ def predict(
 def demo(
     out: Annotated[Path, typer.Option("--out")] = Path("runs/demo"),
     seed: Annotated[int, typer.Option("--seed")] = 11,
-    quick: Annotated[bool, typer.Option("--quick", help="smaller data, same pipeline")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="smaller data and budgets, same pipeline")] = False,
 ) -> None:
-    """The main job. For now: the data part only (training and the report come with later issues)."""
-    console.print(
-        "[bold]tinypred demo[/bold]: data part only for now -- baselines, training and the report "
-        "are not built yet."
-    )
-    n = (2000, 500, 500) if quick else (20000, 4000, 4000)
-    ds = dataset.make(SceneConfig(), *n, seed=seed)
-    dataset.save(ds, out / "data")
-    from tinypred import plots
+    """The main job: data, baselines, training, test, ablation, device timing, figures and the report."""
+    from tinypred.report import run_demo
 
-    plots.scene_grid(ds.train, out / "scenes.png", seed=seed)
-    data_inspect(out / "data", plot=None, seed=seed)
-    console.print(f"wrote {out / 'data'} and {out / 'scenes.png'}")
+    metrics = run_demo(
+        out,
+        seed=seed,
+        quick=quick,
+        log=lambda s: console.print(s, highlight=False),
+        progress=console.is_terminal,
+    )
+    console.print(
+        metrics_table(
+            f"test set, seed {seed}", {k: metrics["test"][k] for k in metrics["test"]}, slices=("decision",)
+        )
+    )
+    for c in metrics["checks"]:
+        console.print(f"{'PASS' if c['passed'] else 'FAIL'}: {c['claim']} ({c['detail']})", highlight=False)
+    console.print(f"report: {out / 'report.html'} (and report.md, metrics.json)")
+
+
+@app.command()
+def ablate(
+    data: Annotated[Path, typer.Option("--data", help="a dataset directory")],
+    out: Annotated[Path, typer.Option("--out", help="a directory for the runs, the table and the figure")],
+    config: Annotated[Path | None, typer.Option("--config", help="the base TrainConfig")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs")] = None,
+    split: Annotated[str, typer.Option("--split")] = "test",
+) -> None:
+    """L2 vs winner-take-all, with and without the classification term, and two learning rates."""
+    from tinypred import plots
+    from tinypred.experiments import run_ablation
+    from tinypred.fileio import write_json
+    from tinypred.train import TrainConfig
+
+    cfg = load_config(TrainConfig, config, {"epochs": epochs} if epochs is not None else None)
+    ds = dataset.load(data)
+    rows = run_ablation(
+        ds,
+        cfg,
+        out,
+        split=split,
+        on_run=lambda r: console.print(
+            f"{r['name']}: decision minFDE@6 {r['decision']['minFDE@6']:.2f}"
+            f" m, mode spread {r['decision']['mode_spread']:.2f} m"
+        ),
+    )
+    table = Table(title=f"ablation at decision points [{split}]")
+    cols = (
+        "minFDE@6",
+        "MR@6",
+        "NLL",
+        "mode_spread",
+        "endpoint_to_nearest_branch_m",
+        "endpoint_to_mixture_mean_m",
+    )
+    for col in ("run", "loss", "ce", "lr", *cols):
+        table.add_column(col, justify="left" if col == "run" else "right", no_wrap=True)
+    for r in rows:
+        table.add_row(
+            r["name"],
+            r["loss"],
+            "yes" if r["ce"] else "no",
+            f"{r['lr']:g}",
+            *(f"{r['decision'][c]:.3f}" for c in cols),
+        )
+    console.print(table)
+    write_json(out / "ablation.json", rows)
+    plots.ablation_bars(rows, out / "ablation.png")
+    console.print(f"wrote {out / 'ablation.json'} and {out / 'ablation.png'}")
+
+
+@app.command()
+def bench(
+    data: Annotated[Path, typer.Option("--data", help="a dataset directory")],
+    steps: Annotated[int, typer.Option("--steps", min=1)] = 200,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 512,
+    json_out: Annotated[Path | None, typer.Option("--json", help="also write the rows to this file")] = None,
+) -> None:
+    """Wall-clock training time and samples/s on every device (cpu, cuda, mps), fp32 and bf16."""
+    from tinypred.experiments import device_bench
+    from tinypred.fileio import write_json
+    from tinypred.train import TrainConfig
+
+    rows = device_bench(dataset.load(data), TrainConfig(), steps=steps, batch_size=batch_size)
+    table = Table(title=f"{steps} training steps, batch {batch_size}")
+    for col in ("device", "precision", "status", "seconds", "samples/s"):
+        table.add_column(col, justify="left" if col in ("device", "precision", "status") else "right")
+    for r in rows:
+        table.add_row(
+            r["device"],
+            r["precision"],
+            r["status"],
+            f"{r['seconds']:.2f}" if "seconds" in r else "",
+            f"{r['samples_per_s']:.0f}" if "samples_per_s" in r else "",
+        )
+    console.print(table)
+    if json_out is not None:
+        write_json(json_out, rows)
 
 
 def main() -> None:
