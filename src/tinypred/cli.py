@@ -135,7 +135,7 @@ def baselines(
     if len(scenes) == 0:
         raise TinypredError(f"--split {split}: the split of {directory} is empty")
     results = {name: evaluate_scenes(b.predict(scenes), scenes) for name, b in fit_all(ds.train).items()}
-    console.print(metrics_table(f"baselines on {directory} [{split}]", results))
+    console.print(metrics_table(f"baselines on {directory} ({split} split)", results))
     if json_out is not None:
         write_json(json_out, {"split": split, "data": str(directory), "results": results})
         console.print(f"wrote {json_out}")
@@ -234,7 +234,7 @@ def eval_(
     scenes = ds.split(split)
     loaded = load_run(run, ds)
     results = {"mlp": evaluate_scenes(_model_prediction(loaded, ds, scenes), scenes)}
-    console.print(metrics_table(f"{run} on {data} [{split}]", results))
+    console.print(metrics_table(f"{run} on {data} ({split} split)", results))
     path = json_out or run / f"eval_{split}.json"
     write_json(path, {"run": str(run), "data": str(data), "split": split, "results": results})
     console.print(f"wrote {path}")
@@ -276,7 +276,7 @@ def demo(
         out,
         seed=seed,
         quick=quick,
-        log=lambda s: console.print(s, highlight=False),
+        log=lambda s: console.print(s, markup=False, highlight=False),
         progress=console.is_terminal,
     )
     console.print(
@@ -315,7 +315,7 @@ def ablate(
             f" m, mode spread {r['decision']['mode_spread']:.2f} m"
         ),
     )
-    table = Table(title=f"ablation at decision points [{split}]")
+    table = Table(title=f"ablation at decision points ({split} split)")
     cols = (
         "minFDE@6",
         "MR@6",
