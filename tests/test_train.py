@@ -245,3 +245,11 @@ def test_a_model_that_does_not_match_the_data_is_refused(ds, tmp_path):
     (tmp_path / "run" / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(TinypredError, match="not a tinypred model or damaged"):
         load_model(tmp_path / "run" / "model.safetensors")
+
+
+def test_same_seed_same_weights_other_seed_other_weights(ds, tmp_path):
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        train(ds, FAST.model_copy(update={"epochs": 1, "seed": seed}), tmp_path / name, progress=False)
+    a, b, c = (load_file(tmp_path / n / "model.safetensors") for n in "abc")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["model.head.weight"], c["model.head.weight"])
