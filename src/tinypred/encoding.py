@@ -72,12 +72,10 @@ def to_agent(points: np.ndarray, pose: np.ndarray, dtype=np.float64) -> np.ndarr
     z = as_complex(points)
     shape = (len(pose),) + (1,) * (z.ndim - 1)
     out = np.empty(z.shape, np.complex64 if dtype == np.float32 else np.complex128)
-    # (z - origin) * e^{-i heading}, written straight into the output precision.
+    # (z - origin) * e^{-i heading}, in the input's precision, written straight into the output's.
+    origin = (pose[:, 0] + 1j * pose[:, 1]).astype(z.dtype).reshape(shape)
     np.multiply(
-        z - (pose[:, 0] + 1j * pose[:, 1]).reshape(shape),
-        np.exp(-1j * pose[:, 2]).reshape(shape),
-        out=out,
-        casting="same_kind",
+        z - origin, np.exp(-1j * pose[:, 2]).astype(z.dtype).reshape(shape), out=out, casting="same_kind"
     )
     return as_points(out)
 

@@ -134,7 +134,8 @@ class SceneConfig(BaseModel):
 
 @dataclass(frozen=True)
 class Scenes:
-    """N scenes in the world frame (float64). Shapes: H history steps, T future, L lanes, P points, M alts.
+    """N scenes in the world frame. Shapes: H history steps, T future, L lanes, P points, M alts.
+    The history is float64; future, lanes and alternatives float32 (6e-5 m of resolution at 1 km).
 
     history: (N, H, 4) observed x, y, heading, speed (with observation noise)
     future: (N, T, 2) the future actually driven
@@ -569,11 +570,11 @@ def generate(cfg: SceneConfig, n: int, seed: int | np.random.SeedSequence) -> Sc
         "hist_z": np.zeros((n, H), complex),
         "hist_heading": np.zeros((n, H)),
         "hist_speed": np.zeros((n, H)),
-        "future": np.zeros((n, T), complex),
-        "lanes": np.zeros((n, L, P), complex),
+        "future": np.zeros((n, T), np.complex64),
+        "lanes": np.zeros((n, L, P), np.complex64),
         "lane_mask": np.zeros((n, L), bool),
         "lane_type": np.zeros((n, L), np.int8),
-        "alt_futures": np.zeros((n, M, T), complex),
+        "alt_futures": np.zeros((n, M, T), np.complex64),
         "alt_probs": np.zeros((n, M)),
         "alt_mask": np.zeros((n, M), bool),
         "alt_intent": np.full((n, M), -1, np.int8),
@@ -639,7 +640,7 @@ def _fill(cfg: SceneConfig, rng: np.random.Generator, out: dict[str, np.ndarray]
     ):
         z = out[key]
         extra = (1,) * (z.ndim - 1)
-        moved = z * turn.reshape(n, *extra) + shift.reshape(n, *extra)
+        moved = z * turn.astype(z.dtype).reshape(n, *extra) + shift.astype(z.dtype).reshape(n, *extra)
         z[:] = (
             moved
             if mask is None
