@@ -299,7 +299,7 @@ def ablate(
 ) -> None:
     """L2 vs winner-take-all, with and without the classification term, and two learning rates."""
     from tinypred import plots
-    from tinypred.experiments import run_ablation
+    from tinypred.experiments import ABLATION_COLUMNS, run_ablation
     from tinypred.fileio import write_json
     from tinypred.train import TrainConfig
 
@@ -316,14 +316,7 @@ def ablate(
         ),
     )
     table = Table(title=f"ablation at decision points ({split} split)")
-    cols = (
-        "minFDE@6",
-        "MR@6",
-        "NLL",
-        "mode_spread",
-        "endpoint_to_nearest_branch_m",
-        "endpoint_to_mixture_mean_m",
-    )
+    cols = ABLATION_COLUMNS
     for col in ("run", "loss", "ce", "lr", *cols):
         table.add_column(col, justify="left" if col == "run" else "right", no_wrap=True)
     for r in rows:
@@ -367,6 +360,37 @@ def bench(
     console.print(table)
     if json_out is not None:
         write_json(json_out, rows)
+
+
+@app.command()
+def gradcheck(
+    seed: Annotated[int, typer.Option("--seed", help="the random inputs of every case")] = 0,
+    json_out: Annotated[Path | None, typer.Option("--json", help="also write the rows to this file")] = None,
+) -> None:
+    """Every autodiff op and hand-derived gradient against central differences and torch (float64)."""
+    from tinypred.fileio import write_json
+    from tinypred.gradcheck_battery import run_gradcheck_battery
+
+    rows = run_gradcheck_battery(seed)
+    table = Table(title="gradients against central differences and torch autograd (float64)")
+    for col in ("op", "kind", "vs finite differences", "vs torch", "worst rel. error", "result"):
+        table.add_column(col, justify="left" if col in ("op", "kind", "result") else "right", no_wrap=True)
+    for r in rows:
+        table.add_row(
+            r["op"],
+            r["kind"],
+            f"{r['numeric_rel_error']:.1e}",
+            f"{r['torch_rel_error']:.1e}",
+            f"{r['worst_rel_error']:.1e}",
+            "pass" if r["passed"] else "[red]FAIL[/red]",
+        )
+    console.print(table)
+    if json_out is not None:
+        write_json(json_out, rows)
+    failed = [r["op"] for r in rows if not r["passed"]]
+    if failed:
+        raise TinypredError(f"gradcheck: {len(failed)} of {len(rows)} checks failed: {', '.join(failed)}")
+    console.print(f"all {len(rows)} checks passed")
 
 
 def main() -> None:

@@ -69,6 +69,17 @@ def averaging_stats(prediction: Prediction, scenes: EncodedScenes) -> dict[str, 
     }
 
 
+# What the ablation reports per run, at decision points.
+ABLATION_COLUMNS = (
+    "minFDE@6",
+    "MR@6",
+    "NLL",
+    "mode_spread",
+    "endpoint_to_nearest_branch_m",
+    "endpoint_to_mixture_mean_m",
+)
+
+
 def ablation_grid(base: TrainConfig) -> list[dict]:
     """The runs: name, loss kind, classification term on/off, learning rate."""
     good, off = base.lr, base.lr * 10

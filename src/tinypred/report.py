@@ -21,7 +21,7 @@ import torch
 
 from tinypred import dataset, plots
 from tinypred.baselines import fit_all
-from tinypred.experiments import averaging_stats, device_bench, run_ablation
+from tinypred.experiments import ABLATION_COLUMNS, averaging_stats, device_bench, run_ablation
 from tinypred.fileio import write_json, write_text
 from tinypred.metrics import METRICS, evaluate_scenes
 from tinypred.scenes import FAMILIES, SceneConfig
@@ -317,17 +317,7 @@ def _blocks(m: dict, figures: dict[str, Path], ds) -> list[tuple]:
                     r["loss"],
                     "yes" if r["ce"] else "no",
                     f"{r['lr']:g}",
-                    *(
-                        _fmt(r["decision"][k])
-                        for k in (
-                            "minFDE@6",
-                            "MR@6",
-                            "NLL",
-                            "mode_spread",
-                            "endpoint_to_nearest_branch_m",
-                            "endpoint_to_mixture_mean_m",
-                        )
-                    ),
+                    *(_fmt(r["decision"][k]) for k in ABLATION_COLUMNS),
                 ]
                 for r in m["ablation"]
             ],
