@@ -62,6 +62,7 @@ def test_device_bench_lists_every_device(small_dataset):
     assert all(r["status"] in ("ok", "unavailable", "unsupported") for r in rows)
 
 
+@pytest.mark.slow
 def test_ablate_and_bench_commands(small_dataset, tmp_path):
     out = tmp_path / "abl"
     proc = run_cli("ablate", "--data", str(small_dataset), "--out", str(out), "--epochs", "1", check=True)

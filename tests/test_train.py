@@ -180,6 +180,7 @@ def test_non_finite_training_stops_with_the_step_and_layer(ds, tmp_path):
     assert "no checkpoint had been written yet" in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.slow
 def test_cli_train_eval_predict_and_bad_input(small_dataset, tmp_path):
     run = tmp_path / "run"
     run_cli(
