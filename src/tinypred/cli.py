@@ -393,6 +393,41 @@ def gradcheck(
     console.print(f"all {len(rows)} checks passed")
 
 
+@app.command()
+def diagnose(
+    check: Annotated[
+        str, typer.Argument(help="init, overfit, lr-range, curvature, saliency, gradients or toy")
+    ],
+    data: Annotated[Path, typer.Option("--data", help="a dataset directory")],
+    config: Annotated[Path | None, typer.Option("--config", help="TrainConfig as .json or .toml")] = None,
+    out: Annotated[Path, typer.Option("--out", help="where <check>.png and <check>.json go")] = Path(
+        "runs/diagnose"
+    ),
+) -> None:
+    """A training-craft check: its numbers, a verdict in plain words and a figure. Exit 1 if it fails."""
+    from tinypred.diagnostics import CHECKS, run_check
+    from tinypred.fileio import write_json
+    from tinypred.train import TrainConfig
+
+    if check not in CHECKS:
+        raise TinypredError(f"diagnose: unknown check {check!r}; expected one of: {', '.join(CHECKS)}")
+    cfg = load_config(TrainConfig, config)
+    result = run_check(check, dataset.load(data), cfg, out)
+    write_json(out / f"{check}.json", result.to_json())
+    console.print(f"[bold]{check}[/bold]: {'PASSED' if result.passed else 'FAILED'}")
+    console.print(result.verdict, markup=False, highlight=False)
+    for key, value in result.numbers.items():
+        if isinstance(value, int | float | str | bool):
+            console.print(
+                f"  {key}: {value:.4g}" if isinstance(value, float) else f"  {key}: {value}",
+                markup=False,
+                highlight=False,
+            )
+    console.print(f"wrote {out / (check + '.png')} and {out / (check + '.json')}", markup=False)
+    if not result.passed:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     try:
         app()
