@@ -117,9 +117,12 @@ def main(argv: list[str] | None = None) -> None:
         return
     for label, key in (("interleaved", ""), ("sequential", "sequential_")):
         ratio = result["step_time_ratio" if label == "interleaved" else "sequential_ratio"]
-        print(f"{label}: engine {result[f'engine_{key}median_s'] * 1e3:.2f} ms, "
-              f"torch {result[f'torch_{key}median_s'] * 1e3:.2f} ms per step, ratio {ratio:.3f} "
-              f"(medians of {args.steps}, batch {args.batch})")
+        print(
+            f"{label}: engine {result[f'engine_{key}median_s'] * 1e3:.2f} ms, "
+            f"torch {result[f'torch_{key}median_s'] * 1e3:.2f} ms per step, ratio {ratio:.3f} "
+            f"(medians of {args.steps}, batch {args.batch})"
+        )
+
 
 if __name__ == "__main__":
     main()

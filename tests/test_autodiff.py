@@ -146,8 +146,11 @@ def test_backward_seed_and_its_errors():
 def test_stable_functions_at_extreme_inputs():
     x0 = np.array([-1000.0, -40.0, 0.0, 40.0, 1000.0])
     xt = torch.tensor(x0, requires_grad=True)
-    for name, reference in (("sigmoid", torch.sigmoid), ("softplus", F.softplus),
-                            ("log_softmax", lambda t: F.log_softmax(t, dim=0))):
+    for name, reference in (
+        ("sigmoid", torch.sigmoid),
+        ("softplus", F.softplus),
+        ("log_softmax", lambda t: F.log_softmax(t, dim=0)),
+    ):
         x = Tensor(x0, requires_grad=True)
         with np.errstate(over="raise", invalid="raise", divide="raise"):
             out = getattr(x, name)()
@@ -213,8 +216,10 @@ def test_lecture_002_relu_net_gradients_48_and_12():
 # dL/dW0 as x0 dL/dx1, the transpose of the W0-shaped gradient below, and transposes it back in the update.)
 LECTURE_004_W0 = [[1.0237322576259025, -2.9976267742374096], [0.16578397427257452, 0.9965783974272574]]
 LECTURE_004_W1 = [1.0225966869149203, -0.9891081223268791]
-LECTURE_004_GRAD_W0 = [[-0.11866128812951282, -0.01186612881295128],
-                       [0.17108012863712752, 0.01710801286371275]]
+LECTURE_004_GRAD_W0 = [
+    [-0.11866128812951282, -0.01186612881295128],
+    [0.17108012863712752, 0.01710801286371275],
+]
 LECTURE_004_GRAD_W1 = [-0.11298343457460214, -0.05445938836560459]
 
 
@@ -274,8 +279,9 @@ def test_mlp_forward_and_backward_match_torch(activation, torch_activation):
         np.testing.assert_allclose(p.grad, q.grad.numpy().T, rtol=1e-10, atol=1e-14)
 
 
-@pytest.mark.parametrize(("init", "std"), [("kaiming", np.sqrt(2 / 400)), ("xavier", np.sqrt(2 / 600)),
-                                           ("normal001", 0.01)])
+@pytest.mark.parametrize(
+    ("init", "std"), [("kaiming", np.sqrt(2 / 400)), ("xavier", np.sqrt(2 / 600)), ("normal001", 0.01)]
+)
 def test_init_scales(init, std):
     layer = ad.Linear(400, 200, init, np.random.default_rng(0))
     assert layer.weight.shape == (400, 200) and np.all(layer.bias.data == 0)
@@ -298,13 +304,19 @@ def test_module_parameters_and_zero_grad():
 
 OPTIMIZERS = {
     "sgd": (lambda p: ad.SGD(p, lr=0.05), lambda p: torch.optim.SGD(p, lr=0.05)),
-    "sgd momentum wd": (lambda p: ad.SGD(p, lr=0.05, momentum=0.9, weight_decay=1e-2),
-                        lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=1e-2)),
+    "sgd momentum wd": (
+        lambda p: ad.SGD(p, lr=0.05, momentum=0.9, weight_decay=1e-2),
+        lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=1e-2),
+    ),
     "adam": (lambda p: ad.Adam(p, lr=1e-2), lambda p: torch.optim.Adam(p, lr=1e-2)),
-    "adam wd": (lambda p: ad.Adam(p, lr=1e-2, betas=(0.8, 0.99), eps=1e-6, weight_decay=1e-2),
-                lambda p: torch.optim.Adam(p, lr=1e-2, betas=(0.8, 0.99), eps=1e-6, weight_decay=1e-2)),
-    "adamw": (lambda p: ad.AdamW(p, lr=1e-2, weight_decay=0.1),
-              lambda p: torch.optim.AdamW(p, lr=1e-2, weight_decay=0.1)),
+    "adam wd": (
+        lambda p: ad.Adam(p, lr=1e-2, betas=(0.8, 0.99), eps=1e-6, weight_decay=1e-2),
+        lambda p: torch.optim.Adam(p, lr=1e-2, betas=(0.8, 0.99), eps=1e-6, weight_decay=1e-2),
+    ),
+    "adamw": (
+        lambda p: ad.AdamW(p, lr=1e-2, weight_decay=0.1),
+        lambda p: torch.optim.AdamW(p, lr=1e-2, weight_decay=0.1),
+    ),
 }
 
 
@@ -345,9 +357,12 @@ def test_trajectory_predictor_trains_exactly_like_torch(small_dataset):
     ds = dataset.load(small_dataset)
     x_all = ds.normalizer(features(ds.train)).astype(np.float64)
     y_all = ds.train.future.astype(np.float64)
-    cfg = TrainConfig(lr=3e-3, weight_decay=1e-4,
-                      model=ModelConfig(modes=3, width=32, depth=2),
-                      loss=LossConfig(kind="wta", regression="l2", ce_weight=0.5))
+    cfg = TrainConfig(
+        lr=3e-3,
+        weight_decay=1e-4,
+        model=ModelConfig(modes=3, width=32, depth=2),
+        loss=LossConfig(kind="wta", regression="l2", ce_weight=0.5),
+    )
     torch.manual_seed(0)
     model = TrajectoryMLP(x_all.shape[1], y_all.shape[1], cfg.model).double()
     torch_opt = make_optimizer(model, cfg)

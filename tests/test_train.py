@@ -42,7 +42,7 @@ def bigger(tmp_path_factory):
 
 
 def test_output_shapes_and_loss_at_init():
-    model = TrajectoryMLP(256, 30, ModelConfig(modes=6))
+    model = TrajectoryMLP(256, 30, ModelConfig(modes=6), scales=True)
     out = model(torch.randn(16, 256))
     assert (
         out.modes.shape == (16, 6, 30, 2) and out.logits.shape == (16, 6) and out.scale.shape == (16, 6, 30)

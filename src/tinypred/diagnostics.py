@@ -37,7 +37,7 @@ from tinypred.encoding import HISTORY_FEATURES, feature_names
 from tinypred.errors import TinypredError
 from tinypred.model import SCALE_EPS, ModelOutput, TrajectoryMLP
 from tinypred.plots import save
-from tinypred.train import Split, TrainConfig, init_report, make_optimizer, position_scale
+from tinypred.train import Split, TrainConfig, build_model, init_report, make_optimizer
 
 CPU = torch.device("cpu")
 
@@ -78,17 +78,6 @@ def _result(
 
 # ----------------------------------------------------------------------------------------------------
 # Shared pieces: a model built like `train` builds it, the data as tensors, one training step
-
-
-def build_model(ds: Dataset, cfg: TrainConfig, **updates: Any) -> TrajectoryMLP:
-    """A fresh model for ds as `train` builds it: the same seed, so the same initial weights, and the head
-    in units of the training futures' spread. `updates` change fields of the ModelConfig (e.g. dropout=0)."""
-    torch.manual_seed(cfg.seed)
-    model = TrajectoryMLP(
-        ds.normalizer.mean.shape[0], ds.train.future.shape[1], cfg.model.model_copy(update=updates)
-    )
-    model.pos_scale.copy_(position_scale(ds.train.future))
-    return model
 
 
 def _split(ds: Dataset, name: str, n: int | None = None) -> Split:
@@ -559,7 +548,9 @@ def cross_example_gradients(
     out = model(x)
     rows = []
     for i in range(len(x)):
-        one = ModelOutput(out.modes[i : i + 1], out.logits[i : i + 1], out.scale[i : i + 1])
+        one = ModelOutput(
+            out.modes[i : i + 1], out.logits[i : i + 1], None if out.scale is None else out.scale[i : i + 1]
+        )
         (grad,) = torch.autograd.grad(losses.loss(one, y[i : i + 1], cfg.loss)[0], x, retain_graph=True)
         rows.append(grad.abs().amax(-1))
     return torch.stack(rows)

@@ -22,15 +22,14 @@ import torch
 from tinypred.dataset import Dataset
 from tinypred.encoding import EncodedScenes
 from tinypred.metrics import Prediction, evaluate_scenes
-from tinypred.model import TrajectoryMLP
 from tinypred.train import (
     Split,
     TrainConfig,
     as_prediction,
+    build_model,
     forward_backward,
     load_model,
     make_optimizer,
-    position_scale,
     resolve_device,
     train,
 )
@@ -188,10 +187,8 @@ def device_bench(ds: Dataset, cfg: TrainConfig, steps: int = 200, batch_size: in
 def _time_training(
     ds: Dataset, cfg: TrainConfig, device: torch.device, bf16: bool, steps: int, batch_size: int
 ) -> dict:
-    torch.manual_seed(cfg.seed)
     split = Split.of(ds.train, ds.normalizer, device)
-    model = TrajectoryMLP(split.x.shape[1], split.y.shape[1], cfg.model)
-    model.pos_scale.copy_(position_scale(ds.train.future))
+    model = build_model(ds, cfg)
     model.to(device)
     run_cfg = cfg.model_copy(update={"batch_size": batch_size})
     opt = make_optimizer(model, run_cfg)

@@ -82,7 +82,11 @@ def _huber_inputs(pred: np.ndarray, raw: np.ndarray) -> list[np.ndarray]:
 
 
 def torch_wta_loss(
-    pred: torch.Tensor, logits: torch.Tensor, gt: torch.Tensor, ce_weight: float = 1.0, reg: str = "l2",
+    pred: torch.Tensor,
+    logits: torch.Tensor,
+    gt: torch.Tensor,
+    ce_weight: float = 1.0,
+    reg: str = "l2",
     delta: float = 1.0,
 ) -> torch.Tensor:
     """The winner-take-all loss written directly in torch (as ``autodiff.wta_loss``).
@@ -122,15 +126,19 @@ OP_CASES: tuple[OpCase, ...] = (
     OpCase("add (broadcast)", ((3, 4), (4,)), lambda a, b: a + b, lambda a, b: a + b),
     OpCase("sub (broadcast both)", ((3, 1), (1, 4)), lambda a, b: a - b, lambda a, b: a - b),
     OpCase("mul (broadcast)", ((2, 3, 4), (3, 1)), lambda a, b: a * b, lambda a, b: a * b),
-    OpCase("div", ((3, 4), (3, 4)), lambda a, b: a / b, lambda a, b: a / b,
-           lambda a, b: [a, 0.5 + np.abs(b)]),
-    OpCase("scalars (reflected)", ((3, 4),),
-           lambda x: (1.5 + x) * (2.0 - x) + 3.0 / x - x / 4.0 + 2.0 * x - 1.0,
-           lambda x: (1.5 + x) * (2.0 - x) + 3.0 / x - x / 4.0 + 2.0 * x - 1.0, _positive),
+    OpCase(
+        "div", ((3, 4), (3, 4)), lambda a, b: a / b, lambda a, b: a / b, lambda a, b: [a, 0.5 + np.abs(b)]
+    ),
+    OpCase(
+        "scalars (reflected)",
+        ((3, 4),),
+        lambda x: (1.5 + x) * (2.0 - x) + 3.0 / x - x / 4.0 + 2.0 * x - 1.0,
+        lambda x: (1.5 + x) * (2.0 - x) + 3.0 / x - x / 4.0 + 2.0 * x - 1.0,
+        _positive,
+    ),
     OpCase("neg", ((3, 4),), lambda x: -x, lambda x: -x),
     OpCase("pow (integer)", ((3, 4),), lambda x: x**3, lambda x: x**3, lambda x: [_off_zero(x)]),
-    OpCase("pow (fractional)", ((3, 4),), lambda x: x**0.5 + x**-1.5, lambda x: x**0.5 + x**-1.5,
-           _positive),
+    OpCase("pow (fractional)", ((3, 4),), lambda x: x**0.5 + x**-1.5, lambda x: x**0.5 + x**-1.5, _positive),
     OpCase("matmul", ((3, 4), (4, 5)), lambda a, b: a @ b, lambda a, b: a @ b),
     OpCase("matmul (batched)", ((2, 3, 4), (4, 5)), lambda a, b: a @ b, lambda a, b: a @ b),
     OpCase("matmul (vector @ matrix)", ((4,), (4, 3)), lambda a, b: a @ b, lambda a, b: a @ b),
@@ -144,28 +152,49 @@ OP_CASES: tuple[OpCase, ...] = (
     OpCase("abs", ((3, 4),), lambda x: x.abs(), torch.abs, lambda x: [_off_zero(x)]),
     OpCase("sum (all)", ((3, 4),), lambda x: x.sum(), torch.sum),
     OpCase("sum (axis=1)", ((3, 4),), lambda x: x.sum(axis=1), lambda x: x.sum(dim=1)),
-    OpCase("sum (axes, keepdims)", ((2, 3, 4),), lambda x: x.sum(axis=(0, 2), keepdims=True),
-           lambda x: x.sum(dim=(0, 2), keepdim=True)),
+    OpCase(
+        "sum (axes, keepdims)",
+        ((2, 3, 4),),
+        lambda x: x.sum(axis=(0, 2), keepdims=True),
+        lambda x: x.sum(dim=(0, 2), keepdim=True),
+    ),
     OpCase("mean (all)", ((3, 4),), lambda x: x.mean(), torch.mean),
     OpCase("mean (axis=0)", ((3, 4),), lambda x: x.mean(axis=0), lambda x: x.mean(dim=0)),
     OpCase("mean (axes)", ((2, 3, 4),), lambda x: x.mean(axis=(1, 2)), lambda x: x.mean(dim=(1, 2))),
     OpCase("reshape", ((2, 6),), lambda x: x.reshape(3, 4), lambda x: x.reshape(3, 4)),
     OpCase("transpose", ((3, 4),), lambda x: x.T, lambda x: x.T),
     OpCase("index (repeated)", ((5, 3),), lambda x: x[_IDX], lambda x: x[torch.from_numpy(_IDX)]),
-    OpCase("index (rows, cols)", ((4, 5),), lambda x: x[_ROWS, _COLS],
-           lambda x: x[torch.from_numpy(_ROWS), torch.from_numpy(_COLS)]),
+    OpCase(
+        "index (rows, cols)",
+        ((4, 5),),
+        lambda x: x[_ROWS, _COLS],
+        lambda x: x[torch.from_numpy(_ROWS), torch.from_numpy(_COLS)],
+    ),
     OpCase("index (slices)", ((4, 5),), lambda x: x[1:3, ::2], lambda x: x[1:3, ::2]),
-    OpCase("log_softmax (axis=-1)", ((3, 5),), lambda x: x.log_softmax(axis=-1),
-           lambda x: F.log_softmax(x, dim=-1)),
-    OpCase("log_softmax (axis=0)", ((3, 5),), lambda x: x.log_softmax(axis=0),
-           lambda x: F.log_softmax(x, dim=0)),
-    OpCase("huber", ((4, 5), (4, 5)), lambda p, t: huber(p, t, 1.0),
-           lambda p, t: F.huber_loss(p, t, reduction="none", delta=1.0), _huber_inputs),
+    OpCase(
+        "log_softmax (axis=-1)",
+        ((3, 5),),
+        lambda x: x.log_softmax(axis=-1),
+        lambda x: F.log_softmax(x, dim=-1),
+    ),
+    OpCase(
+        "log_softmax (axis=0)", ((3, 5),), lambda x: x.log_softmax(axis=0), lambda x: F.log_softmax(x, dim=0)
+    ),
+    OpCase(
+        "huber",
+        ((4, 5), (4, 5)),
+        lambda p, t: huber(p, t, 1.0),
+        lambda p, t: F.huber_loss(p, t, reduction="none", delta=1.0),
+        _huber_inputs,
+    ),
     *(
-        OpCase(f"wta_loss ({reg})", ((3, 2, 4, 2), (3, 2)),
-               lambda p, lg, reg=reg: wta_loss(p, lg, _WTA_GT, ce_weight=0.5, reg=reg),
-               lambda p, lg, reg=reg: torch_wta_loss(p, lg, torch.from_numpy(_WTA_GT), 0.5, reg),
-               _distinct_modes)
+        OpCase(
+            f"wta_loss ({reg})",
+            ((3, 2, 4, 2), (3, 2)),
+            lambda p, lg, reg=reg: wta_loss(p, lg, _WTA_GT, ce_weight=0.5, reg=reg),
+            lambda p, lg, reg=reg: torch_wta_loss(p, lg, torch.from_numpy(_WTA_GT), 0.5, reg),
+            _distinct_modes,
+        )
         for reg in ("l2", "l1", "huber")
     ),
 )
@@ -232,22 +261,40 @@ def _hand_wta(reg: str) -> Callable[..., tuple[np.ndarray, list]]:
 
 HAND_CASES: tuple[HandCase, ...] = (
     HandCase("handgrad Linear", ((4, 3), (3, 5), (5,)), _hand_linear, lambda x, w, b: x @ w + b),
-    HandCase("handgrad ReLU", ((3, 4),), _hand_activation(handgrad.ReLU), torch.relu,
-             lambda x: [_off_zero(x)]),
+    HandCase(
+        "handgrad ReLU", ((3, 4),), _hand_activation(handgrad.ReLU), torch.relu, lambda x: [_off_zero(x)]
+    ),
     HandCase("handgrad Tanh", ((3, 4),), _hand_activation(handgrad.Tanh), torch.tanh),
     HandCase("handgrad Sigmoid", ((3, 4),), _hand_activation(handgrad.Sigmoid), torch.sigmoid),
     HandCase("handgrad l2", ((3, 4), (3, 4)), _loss(handgrad.l2), F.mse_loss),
-    HandCase("handgrad binary_cross_entropy", ((3, 4), (3, 4)), _loss(handgrad.binary_cross_entropy),
-             F.binary_cross_entropy, lambda p, t: [handgrad.sigmoid(p), (t > 0).astype(float)]),
-    HandCase("handgrad softmax_cross_entropy", ((4, 5), (4,)), _loss(handgrad.softmax_cross_entropy),
-             lambda logits, t: F.cross_entropy(logits, t.long()),
-             lambda logits, t: [logits, (np.abs(t) * 7).astype(np.int64) % 5]),
-    HandCase("handgrad gaussian_nll", ((3, 4), (3, 4), (3, 4)), _loss(handgrad.gaussian_nll),
-             lambda m, r, t: F.gaussian_nll_loss(m, t, F.softplus(r) + 1e-6, eps=1e-6)),
+    HandCase(
+        "handgrad binary_cross_entropy",
+        ((3, 4), (3, 4)),
+        _loss(handgrad.binary_cross_entropy),
+        F.binary_cross_entropy,
+        lambda p, t: [handgrad.sigmoid(p), (t > 0).astype(float)],
+    ),
+    HandCase(
+        "handgrad softmax_cross_entropy",
+        ((4, 5), (4,)),
+        _loss(handgrad.softmax_cross_entropy),
+        lambda logits, t: F.cross_entropy(logits, t.long()),
+        lambda logits, t: [logits, (np.abs(t) * 7).astype(np.int64) % 5],
+    ),
+    HandCase(
+        "handgrad gaussian_nll",
+        ((3, 4), (3, 4), (3, 4)),
+        _loss(handgrad.gaussian_nll),
+        lambda m, r, t: F.gaussian_nll_loss(m, t, F.softplus(r) + 1e-6, eps=1e-6),
+    ),
     *(
-        HandCase(f"handgrad wta_loss ({reg})", ((3, 2, 4, 2), (3, 2)), _hand_wta(reg),
-                 lambda p, lg, reg=reg: torch_wta_loss(p, lg, torch.from_numpy(_WTA_GT), 0.5, reg),
-                 _distinct_modes)
+        HandCase(
+            f"handgrad wta_loss ({reg})",
+            ((3, 2, 4, 2), (3, 2)),
+            _hand_wta(reg),
+            lambda p, lg, reg=reg: torch_wta_loss(p, lg, torch.from_numpy(_WTA_GT), 0.5, reg),
+            _distinct_modes,
+        )
         for reg in ("l2", "l1", "huber")
     ),
 )
@@ -259,8 +306,9 @@ def check_hand(case: HandCase, inputs: list[np.ndarray]) -> dict:
     upstream = upstream_for(out.shape)
     n = len(grads)
     constants = inputs[n:]
-    numeric = numeric_gradient(lambda *xs: case.hand(*xs, *constants)[0], [x.copy() for x in inputs[:n]],
-                               NUMERIC_EPS, upstream)
+    numeric = numeric_gradient(
+        lambda *xs: case.hand(*xs, *constants)[0], [x.copy() for x in inputs[:n]], NUMERIC_EPS, upstream
+    )
     rel = compare_gradients(grads, numeric, NUMERIC_TOL, FLOOR).rel_error
     value = float((upstream * out).sum())
     return _row(case.name, "handgrad", value, grads, rel, case.reference, inputs)
@@ -270,8 +318,13 @@ def check_hand(case: HandCase, inputs: list[np.ndarray]) -> dict:
 
 
 def _row(
-    name: str, kind: str, value: float, grads: list[np.ndarray], numeric_rel_error: float,
-    reference: Callable[..., torch.Tensor], inputs: list[np.ndarray],
+    name: str,
+    kind: str,
+    value: float,
+    grads: list[np.ndarray],
+    numeric_rel_error: float,
+    reference: Callable[..., torch.Tensor],
+    inputs: list[np.ndarray],
 ) -> dict:
     """Compare ``value`` = sum(upstream * output) and its gradients with torch's; the first len(grads)
     inputs are the differentiable ones."""

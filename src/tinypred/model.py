@@ -1,9 +1,10 @@
 """The learned predictor: an MLP from the encoded scene to K trajectory modes and their probabilities.
 
-    x (B, D) --[Linear -> norm -> activation -> dropout] x depth--> h (B, W) --Linear--> head (B, K(3T + 1))
+    x (B, D) --[Linear -> norm -> activation -> dropout] x depth--> h (B, W) --Linear--> head
     head -> modes (B, K, T, 2)   positions in the agent frame, metres
          -> logits (B, K)        mode probabilities = softmax(logits)
-         -> scale (B, K, T)      per-step scale of the NLL loss: softplus(raw) + eps
+         -> scale (B, K, T)      per-step scale of the NLL loss: softplus(raw) + eps; only with scales=True
+                                 (the nll loss trains them; other losses would leave them untrained)
 
 The head predicts positions in units of `pos_scale` (T, 2): the per-step spread of the training
 futures, so that every output starts near unit size however far the agent travels by that step.
@@ -42,24 +43,32 @@ NORMS = {"none": lambda w: nn.Identity(), "layernorm": nn.LayerNorm, "batchnorm"
 
 @dataclass
 class ModelOutput:
-    """modes (B, K, T, 2) in metres, logits (B, K), scale (B, K, T) in metres."""
+    """modes (B, K, T, 2) in metres, logits (B, K), scale (B, K, T) in metres or None (no scale head)."""
 
     modes: torch.Tensor
     logits: torch.Tensor
-    scale: torch.Tensor
+    scale: torch.Tensor | None
 
     @property
     def probs(self) -> torch.Tensor:
         return self.logits.softmax(-1)
 
+    def float(self) -> ModelOutput:
+        """float32 views (no-ops in float32): a loss computed under bf16 autocast needs the precision."""
+        return ModelOutput(
+            self.modes.float(), self.logits.float(), None if self.scale is None else self.scale.float()
+        )
+
 
 class TrajectoryMLP(nn.Module):
     """K-mode trajectory predictor. `pos_scale` (T, 2) is a buffer, saved with the weights."""
 
-    def __init__(self, in_features: int, horizon: int, cfg: ModelConfig | None = None) -> None:
+    def __init__(
+        self, in_features: int, horizon: int, cfg: ModelConfig | None = None, scales: bool = False
+    ) -> None:
         super().__init__()
         cfg = cfg or ModelConfig()
-        self.cfg, self.in_features, self.horizon = cfg, in_features, horizon
+        self.cfg, self.in_features, self.horizon, self.scales = cfg, in_features, horizon, scales
         layers: list[nn.Module] = []
         width = in_features
         for _ in range(cfg.depth):
@@ -69,7 +78,7 @@ class TrajectoryMLP(nn.Module):
             width = cfg.width
         self.body = nn.Sequential(*layers)
         k, t = cfg.modes, horizon
-        self.head = nn.Linear(width, k * t * 2 + k + k * t)
+        self.head = nn.Linear(width, k * t * 2 + k + (k * t if scales else 0))
         self.register_buffer("pos_scale", torch.ones(t, 2))
         self.reset_parameters()
 
@@ -90,11 +99,12 @@ class TrajectoryMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
         b, k, t = x.shape[0], self.cfg.modes, self.horizon
-        # One split, not three slices: its backward writes each part's gradient once instead of
+        # One split, not several slices: its backward writes each part's gradient once instead of
         # zero-filling a full-size buffer per slice.
-        modes, logits, scale = self.head(self.body(x)).split([k * t * 2, k, k * t], dim=1)
-        modes = modes.view(b, k, t, 2) * self.pos_scale
-        return ModelOutput(modes, logits, F.softplus(scale.view(b, k, t)) + SCALE_EPS)
+        parts = self.head(self.body(x)).split([k * t * 2, k] + ([k * t] if self.scales else []), dim=1)
+        modes = parts[0].view(b, k, t, 2) * self.pos_scale
+        scale = F.softplus(parts[2].view(b, k, t)) + SCALE_EPS if self.scales else None
+        return ModelOutput(modes, parts[1], scale)
 
     def linear_layers(self) -> list[tuple[str, nn.Linear]]:
         """(name, layer) of every Linear, input to output: the layers the diagnostics report on."""

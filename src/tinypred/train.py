@@ -126,6 +126,20 @@ class Split:
         )
 
 
+def build_model(ds: Dataset, cfg: TrainConfig, **model_updates: Any) -> TrajectoryMLP:
+    """A fresh model for ds, seeded by cfg.seed: its head in units of the training futures' spread, with a
+    scale head only if the loss trains one (nll). `model_updates` change ModelConfig fields (dropout=0)."""
+    torch.manual_seed(cfg.seed)
+    model = TrajectoryMLP(
+        ds.normalizer.mean.shape[0],
+        ds.config.future_steps,
+        cfg.model.model_copy(update=model_updates),
+        scales=cfg.loss.kind == "nll",
+    )
+    model.pos_scale.copy_(position_scale(ds.train.future))
+    return model
+
+
 def position_scale(future: np.ndarray) -> torch.Tensor:
     """(T, 2) RMS of the training futures per step and coordinate (floored at 0.1 m): the head's units."""
     return torch.from_numpy(
@@ -135,15 +149,19 @@ def position_scale(future: np.ndarray) -> torch.Tensor:
 
 @torch.inference_mode()
 def predict(model: TrajectoryMLP, x: torch.Tensor, batch: int = EVAL_BATCH) -> tuple[np.ndarray, ...]:
-    """modes (N, K, T, 2), probs (N, K), scale (N, K, T) as NumPy arrays, in eval mode, in batches."""
+    """modes (N, K, T, 2), probs (N, K) and scale (N, K, T) -- None without a scale head -- as NumPy
+    arrays, in eval mode, in batches."""
     was_training = model.training
     model.eval()
     parts = [model(x[i : i + batch]) for i in range(0, len(x), batch)]
     model.train(was_training)
-    return tuple(
-        torch.cat([getattr(p, name).float() for p in parts]).cpu().numpy()
-        for name in ("modes", "probs", "scale")
-    )
+
+    def cat(name: str) -> np.ndarray | None:
+        if getattr(parts[0], name) is None:
+            return None
+        return torch.cat([getattr(p, name).float() for p in parts]).cpu().numpy()
+
+    return cat("modes"), cat("probs"), cat("scale")
 
 
 def as_prediction(model: TrajectoryMLP, split: Split, loss_cfg: LossConfig, scale_from: Split) -> Prediction:
@@ -184,9 +202,7 @@ def forward_backward(
     """
     with autocast:
         out = model(x)
-    total, _ = losses.loss(
-        losses.ModelOutput(out.modes.float(), out.logits.float(), out.scale.float()), y, cfg.loss
-    )
+    total, _ = losses.loss(out.float(), y, cfg.loss)
     opt.zero_grad(set_to_none=True)
     total.backward()
     return total, torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf)
@@ -237,7 +253,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
         tensors = st_load(raw)
         meta = _safetensors_metadata(raw)
         cfg = TrainConfig.model_validate_json(meta["config"])
-        model = TrajectoryMLP(int(meta["in_features"]), int(meta["horizon"]), cfg.model)
+        model = TrajectoryMLP(
+            int(meta["in_features"]), int(meta["horizon"]), cfg.model, scales=cfg.loss.kind == "nll"
+        )
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         normalizer = Normalizer(tensors["normalizer.mean"].numpy(), tensors["normalizer.std"].numpy())
         info = json.loads(meta.get("info", "{}"))
@@ -363,13 +381,11 @@ def train(
         raise TinypredError(f"{ds.path}: training needs non-empty train and val splits")
 
     device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)  # the initial weights and dropout
-    gen = torch.Generator().manual_seed(cfg.seed)  # the order of the batches
+    gen = torch.Generator().manual_seed(cfg.seed)  # the order of the batches; build_model seeds the rest
     train_split = Split.of(ds.train, ds.normalizer, device)
     val_split = Split.of(ds.val, ds.normalizer, device)
-    n, horizon = len(ds.train), ds.train.future.shape[1]
-    model = TrajectoryMLP(train_split.x.shape[1], horizon, cfg.model)
-    model.pos_scale.copy_(position_scale(ds.train.future))
+    n = len(ds.train)
+    model = build_model(ds, cfg)
     model.to(device)
     opt = make_optimizer(model, cfg)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
