@@ -63,8 +63,10 @@ class Baseline:
     """Shared fit/predict: subclasses give `_predict(enc) -> (modes, probs)` and may fit probabilities."""
 
     name = "baseline"
+    window = 3  # observed steps that estimate the current motion
 
-    def __init__(self) -> None:
+    def __init__(self, window: int | None = None) -> None:
+        self.window = self.window if window is None else window
         self.scale: np.ndarray | None = None
 
     def fit(self, train: EncodedScenes) -> Baseline:
@@ -100,10 +102,6 @@ def _single(modes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class ConstantVelocity(Baseline):
     name = "cv"
 
-    def __init__(self, window: int = 3) -> None:
-        super().__init__()
-        self.window = window
-
     def _predict(self, enc):
         speed, heading = _speed_heading(enc, self.window)
         zero = np.zeros_like(speed)
@@ -113,9 +111,7 @@ class ConstantVelocity(Baseline):
 class ConstantAcceleration(Baseline):
     name = "ca"
 
-    def __init__(self, window: int = 10) -> None:
-        super().__init__()
-        self.window = window
+    window = 10
 
     def _predict(self, enc):
         speed, accel = _window_fit(np.hypot(enc.history[..., 2], enc.history[..., 3]), self.window)
@@ -128,9 +124,7 @@ class ConstantAcceleration(Baseline):
 class CTRV(Baseline):
     name = "ctrv"
 
-    def __init__(self, window: int = 10) -> None:
-        super().__init__()
-        self.window = window
+    window = 10
 
     def _predict(self, enc):
         heading = np.unwrap(np.arctan2(enc.history[..., 4], enc.history[..., 5]), axis=1)
@@ -146,9 +140,8 @@ class CVFan(Baseline):
     YAW_RATES = np.array([0.0, 0.2, -0.2, 0.5, -0.5, 0.0])  # rad/s
     ACCELS = np.array([0.0, 0.0, 0.0, 0.0, 0.0, -2.5])  # m/s^2: the last one brakes
 
-    def __init__(self, window: int = 3) -> None:
-        super().__init__()
-        self.window = window
+    def __init__(self, window: int | None = None) -> None:
+        super().__init__(window)
         self.prior = np.full(len(self.YAW_RATES), 1 / len(self.YAW_RATES))
 
     def _modes(self, enc):
