@@ -91,6 +91,8 @@ def test_bad_files_are_refused(small_dataset, tmp_path, damage, message):
 def test_bad_counts_and_directories(tmp_path):
     with pytest.raises(TinypredError, match="--n-val"):
         dataset.make(SceneConfig(), 10, -1, 5, 0)
+    with pytest.raises(TinypredError, match="--seed: expected an integer >= 0"):
+        dataset.make(SceneConfig(), 10, 1, 1, -1)
     with pytest.raises(TinypredError, match="not a dataset directory"):
         dataset.load(tmp_path / "nope")
     (tmp_path / "file").write_text("x")

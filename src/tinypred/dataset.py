@@ -49,6 +49,8 @@ def make(config: SceneConfig, n_train: int, n_val: int, n_test: int, seed: int) 
     for flag, n in (("--n-train", n_train), ("--n-val", n_val), ("--n-test", n_test)):
         if n < 0:
             raise TinypredError(f"{flag}: expected a count >= 0, got {n}")
+    if seed < 0:
+        raise TinypredError(f"--seed: expected an integer >= 0, got {seed}")
     if n_train < 1:
         raise TinypredError("--n-train: expected at least 1 scene (normalisation is fitted on it)")
     streams = np.random.SeedSequence(seed).spawn(len(SPLITS))

@@ -21,6 +21,7 @@ import torch
 
 from tinypred import dataset, plots
 from tinypred.baselines import fit_all
+from tinypred.errors import TinypredError
 from tinypred.experiments import ABLATION_COLUMNS, averaging_stats, device_bench, run_ablation
 from tinypred.fileio import write_json, write_text
 from tinypred.metrics import METRICS, evaluate_scenes
@@ -53,6 +54,8 @@ def run_demo(
     progress: bool = False,
 ) -> dict:
     """Run the whole pipeline into `out` and return what metrics.json holds."""
+    if seed < 0:
+        raise TinypredError(f"--seed: expected an integer >= 0, got {seed}")
     out = Path(out)
     plan = PLANS["quick" if quick else "default"]
     timing: dict[str, float] = {}

@@ -63,7 +63,7 @@ class TrainConfig(BaseModel):
     patience: int = Field(
         0, ge=0, description="epochs without a better val minFDE@6 before stopping; 0 = off"
     )
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     bf16: bool = Field(False, description="bfloat16 autocast for the forward pass")
     log_every: int = Field(25, ge=1, description="steps between gradient-norm records")
