@@ -122,3 +122,11 @@ def test_cli_table_and_json(small_dataset, tmp_path):
     assert set(results["cv"]["decision"]) == {*METRICS, "count"}
     bad = run_cli("baselines", str(small_dataset), "--split", "nope")
     assert bad.returncode == 1 and "--split" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_an_empty_split_is_a_user_error(tmp_path):
+    from tinypred.scenes import SceneConfig
+
+    dataset.save(dataset.make(SceneConfig(), 100, 20, 0, seed=1), tmp_path / "ds")
+    proc = run_cli("baselines", str(tmp_path / "ds"))
+    assert proc.returncode == 1 and "the test split" in proc.stderr and "empty" in proc.stderr

@@ -91,6 +91,14 @@ def data_inspect(
         console.print(f"drew scenes to {plot}")
 
 
+def _nonempty(ds: dataset.Dataset, split: str):
+    """The split's scenes; an empty one is a user error (there is nothing to score)."""
+    scenes = ds.split(split)
+    if len(scenes) == 0:
+        raise TinypredError(f"--split {split}: the {split} split of {ds.path} is empty")
+    return scenes
+
+
 def metrics_table(
     title: str,
     results: dict[str, dict[str, dict[str, float]]],
@@ -131,9 +139,7 @@ def baselines(
     from tinypred.metrics import evaluate_scenes
 
     ds = dataset.load(directory)
-    scenes = ds.split(split)
-    if len(scenes) == 0:
-        raise TinypredError(f"--split {split}: the split of {directory} is empty")
+    scenes = _nonempty(ds, split)
     results = {name: evaluate_scenes(b.predict(scenes), scenes) for name, b in fit_all(ds.train).items()}
     console.print(metrics_table(f"baselines on {directory} ({split} split)", results))
     if json_out is not None:
@@ -231,7 +237,7 @@ def eval_(
     from tinypred.train import load_run
 
     ds = dataset.load(data)
-    scenes = ds.split(split)
+    scenes = _nonempty(ds, split)
     loaded = load_run(run, ds)
     results = {"mlp": evaluate_scenes(_model_prediction(loaded, ds, scenes), scenes)}
     console.print(metrics_table(f"{run} on {data} ({split} split)", results))
@@ -254,7 +260,7 @@ def predict(
     if out.suffix != ".parquet":
         raise TinypredError(f"--out {out}: expected a .parquet file name")
     ds = dataset.load(data)
-    scenes = ds.split(split)
+    scenes = _nonempty(ds, split)
     loaded = load_run(run, ds)
     table = prediction_table(_model_prediction(loaded, ds, scenes), scenes, ds.config.dt)
     write_parquet(out, table)
