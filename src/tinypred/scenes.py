@@ -324,6 +324,7 @@ def _style(rng, cfg: SceneConfig, b: int, low: float, high: float) -> np.ndarray
 
 
 def _lane(start, length, kappa, span, kind: int = 0, mask=True) -> dict:
+    """A lane of the map context: a path (start (B, 3), segments) drawn over arc lengths span (from, to)."""
     b = len(start)
     return {
         "start": start,
@@ -336,7 +337,10 @@ def _lane(start, length, kappa, span, kind: int = 0, mask=True) -> dict:
 
 
 def _start(b: int, y: float | np.ndarray) -> np.ndarray:
-    return np.stack(np.broadcast_arrays(0.0, y, 0.0, np.zeros(b)), -1)[:, :3]
+    """(B, 3) path start poses at x = 0, lateral position y, heading along +x."""
+    start = np.zeros((b, 3))
+    start[:, 1] = y
+    return start
 
 
 LANE_SPAN = (S_END - LANE_BEHIND, S_END + LANE_AHEAD)
