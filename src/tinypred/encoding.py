@@ -23,42 +23,20 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from tinypred.geometry import as_complex, as_points
-from tinypred.scenes import LANE_TYPES, Scenes
+from tinypred.scenes import LANE_TYPES, SceneArrays, Scenes
 
 HISTORY_FEATURES = ("x", "y", "vx", "vy", "sin_heading", "cos_heading")
 
 
 @dataclass(frozen=True)
-class EncodedScenes:
-    """N scenes in their agent frames (float32, pose float64). Shapes as `Scenes`, but
-
-    history: (N, H, 6) features as in the module docstring; pose: (N, 3) world x, y, heading;
-    scene_id: (N,) int64, a stable index for joining predictions back to scenes.
+class EncodedScenes(SceneArrays):
+    """N scenes in their agent frames (float32; pose float64). history: (N, H, 6) features as in the
+    module docstring; plus pose: (N, 3) world x, y, heading of each agent frame, and scene_id: (N,) int64,
+    a stable index for joining predictions back to scenes.
     """
 
-    history: np.ndarray
-    future: np.ndarray
-    lanes: np.ndarray
-    lane_mask: np.ndarray
-    lane_type: np.ndarray
-    alt_futures: np.ndarray
-    alt_probs: np.ndarray
-    alt_mask: np.ndarray
-    alt_intent: np.ndarray
-    family: np.ndarray
-    intent: np.ndarray
     pose: np.ndarray
     scene_id: np.ndarray
-
-    def __len__(self) -> int:
-        return self.history.shape[0]
-
-    @property
-    def is_decision(self) -> np.ndarray:
-        """(N,) bool: the scene's family has a decision point."""
-        from tinypred.scenes import DECISION_FAMILIES, FAMILIES
-
-        return np.isin(self.family, [FAMILIES.index(f) for f in DECISION_FAMILIES])
 
     def subset(self, idx: np.ndarray | slice) -> EncodedScenes:
         return EncodedScenes(*(getattr(self, f.name)[idx] for f in fields(self)))

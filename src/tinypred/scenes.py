@@ -133,11 +133,11 @@ class SceneConfig(BaseModel):
 
 
 @dataclass(frozen=True)
-class Scenes:
-    """N scenes in the world frame. Shapes: H history steps, T future, L lanes, P points, M alts.
-    The history is float64; future, lanes and alternatives float32 (6e-5 m of resolution at 1 km).
+class SceneArrays:
+    """The arrays every scene has, in the world frame (`Scenes`) or an agent frame (`EncodedScenes`).
+    Shapes: N scenes, H history steps, T future steps, L lanes, P points per lane, M alternatives.
 
-    history: (N, H, 4) observed x, y, heading, speed (with observation noise)
+    history: (N, H, F) the observed past (F per frame: see the subclasses)
     future: (N, T, 2) the future actually driven
     lanes: (N, L, P, 2); lane_mask: (N, L) bool; lane_type: (N, L) int8 index into LANE_TYPES
     alt_futures: (N, M, T, 2) noise-free nominal future of each intent; alt_probs: (N, M), 0 where masked;
@@ -159,6 +159,17 @@ class Scenes:
 
     def __len__(self) -> int:
         return self.history.shape[0]
+
+    @property
+    def is_decision(self) -> np.ndarray:
+        """(N,) bool: the scene's family has a decision point."""
+        return np.isin(self.family, [FAMILIES.index(f) for f in DECISION_FAMILIES])
+
+
+@dataclass(frozen=True)
+class Scenes(SceneArrays):
+    """N scenes in the world frame: history (N, H, 4) is the observed x, y, heading, speed (with
+    observation noise), float64; future, lanes and alternatives are float32 (6e-5 m of resolution at 1 km)."""
 
     def rigid_transform(self, angle: float, shift: np.ndarray) -> Scenes:
         """The same scenes rotated by `angle` about the origin, then moved by `shift` (2,)."""
