@@ -1,4 +1,4 @@
-"""Time one training step of the reference trajectory MLP: tinypred.autodiff vs torch autograd (float32).
+"""Time one training step of the reference trajectory MLP: tinypred.backprop vs torch autograd (float32).
 
     python benchmarks/autodiff_vs_torch.py [--steps 40 --warmup 5 --batch 512] [--json]
 
@@ -27,8 +27,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from tinypred.autodiff import MLP, Adam, Tensor, split_modes, wta_loss
-from tinypred.gradcheck_battery import torch_wta_loss
+from tinypred.backprop import MLP, Adam, Tensor, split_modes, wta_loss
+from tinypred.backprop.battery import torch_wta_loss
 
 SIZES = (256, 256, 256, 256)
 MODES, STEPS = 6, 30

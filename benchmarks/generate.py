@@ -12,8 +12,9 @@ import json
 import os
 import time
 
-from tinypred.encoding import encode
-from tinypred.scenes import SceneConfig, generate
+from tinypred.data.encoding import encode
+from tinypred.data.scene_config import SceneConfig
+from tinypred.data.scenes import generate
 
 
 def main() -> None:

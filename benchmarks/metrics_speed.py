@@ -16,7 +16,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from tinypred.metrics import evaluate, fit_scales
+from tinypred.evaluation.metrics import evaluate
+from tinypred.evaluation.scales import fit_scales
 
 
 def make_inputs(n: int, k: int, t: int, seed: int = 0) -> dict[str, np.ndarray]:

@@ -20,15 +20,14 @@ One JSON line:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import time
 
 import numpy as np
 import torch
 
-from tinypred.model import TrajectoryMLP
-from tinypred.train import TrainConfig, forward_backward, make_optimizer
+from tinypred.predictors.model import TrajectoryMLP
+from tinypred.training import TrainConfig, make_optimizer, train_step
 
 D, T = 256, 30
 
@@ -62,15 +61,13 @@ def main() -> None:
     y = torch.randn(args.samples, T, 2) * 10
     model = TrajectoryMLP(D, T, cfg.model, scales=cfg.loss.kind == "nll")  # as train builds it
     opt = make_optimizer(model, cfg)
-    no_autocast = contextlib.nullcontext()
 
     def epoch_on_tensors() -> float:
         start = time.perf_counter()
         perm = torch.randperm(args.samples)
         for i in range(0, args.samples, args.batch):
             idx = perm[i : i + args.batch]
-            total, _ = forward_backward(model, opt, x[idx], y[idx], cfg, no_autocast)
-            opt.step()
+            total, _ = train_step(model, opt, x[idx], y[idx], cfg)
         total.item()
         return args.samples / (time.perf_counter() - start)
 
@@ -96,8 +93,7 @@ def main() -> None:
     def epoch_through(loader) -> float:
         start = time.perf_counter()
         for xb, yb in loader:
-            total, _ = forward_backward(model, opt, xb, yb, cfg, no_autocast)
-            opt.step()
+            total, _ = train_step(model, opt, xb, yb, cfg)
         total.item()
         return args.samples / (time.perf_counter() - start)
 

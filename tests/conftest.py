@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tinypred import dataset
-from tinypred.scenes import SceneConfig
+from tinypred.data import dataset
+from tinypred.data.scene_config import SceneConfig
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 

@@ -1,7 +1,8 @@
 """The `tinypred` command line: a thin layer over the Python API.
 
 User errors (bad flags, files, configs) print one line `tinypred: error: ...` and exit 1; typer's own
-usage errors exit 2. Nothing else is caught: a traceback means a bug in tinypred.
+usage errors exit 2. Nothing else is caught: a traceback means a bug in tinypred. The library's errors
+name Python arguments (`n_train`); this is the one place they become flags (`--n-train`).
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from tinypred import dataset
 from tinypred.config import load_config
+from tinypred.data import dataset
+from tinypred.data.scene_config import SceneConfig
 from tinypred.errors import TinypredError
-from tinypred.scenes import SceneConfig
+from tinypred.report import tables
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -66,24 +67,11 @@ def data_inspect(
 ) -> None:
     """Counts per family and split, speed and displacement statistics; optionally a picture."""
     ds = dataset.load(directory)
-    table = Table(title=f"{directory}  (seed {ds.seed}, schema {dataset.SCHEMA_VERSION})")
-    for col in ("split", "family", "count", "share", "decision", "alts", "speed m/s", "disp. m", "p95"):
-        table.add_column(col, justify="left" if col in ("split", "family") else "right", no_wrap=True)
-    for r in dataset.summary(ds):
-        table.add_row(
-            r["split"],
-            r["family"],
-            str(r["count"]),
-            f"{r['share']:.2f}",
-            "yes" if r["decision"] else "",
-            f"{r['alternatives']:.2f}",
-            f"{r['speed_mean']:.1f}±{r['speed_std']:.1f}",
-            f"{r['disp_mean']:.1f}",
-            f"{r['disp_p95']:.1f}",
-        )
+    title = f"{directory}  (seed {ds.seed}, dt {ds.dt:g} s, schema {dataset.SCHEMA_VERSION})"
+    table = tables.summary_table(title, dataset.summary(ds))
     console.print(table)
     if plot is not None:
-        from tinypred import plots
+        from tinypred.report import figures as plots
 
         if plot.suffix.lower() != ".png":
             raise TinypredError(f"--plot {plot}: expected a .png file name")
@@ -99,32 +87,6 @@ def _nonempty(ds: dataset.Dataset, split: str):
     return scenes
 
 
-def metrics_table(
-    title: str,
-    results: dict[str, dict[str, dict[str, float]]],
-    slices: tuple[str, ...] = ("all", "decision", "other"),
-) -> Table:
-    """A rich table: one row per (predictor, slice), one column per metric."""
-    from tinypred.metrics import METRICS
-
-    table = Table(title=title)
-    table.add_column("predictor", no_wrap=True)
-    table.add_column("slice", no_wrap=True)
-    for m in METRICS:
-        table.add_column(m, justify="right", no_wrap=True)
-    for name, by_slice in results.items():
-        for sl in slices:
-            if sl in by_slice:
-                row = by_slice[sl]
-                table.add_row(
-                    name,
-                    f"{sl} ({row['count']})",
-                    *(f"{row[m]:.3f}" if m.startswith("MR") else f"{row[m]:.2f}" for m in METRICS),
-                )
-        table.add_section()
-    return table
-
-
 @app.command()
 def baselines(
     directory: Annotated[Path, typer.Argument(help="a dataset directory")],
@@ -134,29 +96,17 @@ def baselines(
     ] = None,
 ) -> None:
     """Fit every baseline on the training split and evaluate it on a split."""
-    from tinypred.baselines import fit_all
+    from tinypred.evaluation.tables import evaluate_scenes
     from tinypred.fileio import write_json
-    from tinypred.metrics import evaluate_scenes
+    from tinypred.predictors.baselines import fit_all
 
     ds = dataset.load(directory)
     scenes = _nonempty(ds, split)
     results = {name: evaluate_scenes(b.predict(scenes), scenes) for name, b in fit_all(ds.train).items()}
-    console.print(metrics_table(f"baselines on {directory} ({split} split)", results))
+    console.print(tables.metrics_table(f"baselines on {directory} ({split} split)", results))
     if json_out is not None:
         write_json(json_out, {"split": split, "data": str(directory), "results": results})
         console.print(f"wrote {json_out}")
-
-
-def _model_prediction(loaded, ds, scenes):
-    from tinypred.train import Split, as_prediction
-
-    device = next(loaded.model.parameters()).device
-    return as_prediction(
-        loaded.model,
-        Split.of(scenes, loaded.normalizer, device),
-        loaded.config.loss,
-        Split.of(ds.train, loaded.normalizer, device),
-    )
 
 
 @app.command()
@@ -179,13 +129,13 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="continue the run in --out")] = False,
 ) -> None:
     """Train the K-mode MLP predictor; logs, TensorBoard events and checkpoints go to --out."""
-    from tinypred.baselines import fit_all
     from tinypred.config import parse_assignments
-    from tinypred.metrics import evaluate_scenes
-    from tinypred.train import TrainConfig
-    from tinypred.train import train as run_training
+    from tinypred.evaluation.tables import evaluate_scenes
+    from tinypred.predictors.baselines import fit_all
+    from tinypred.training import TrainConfig
+    from tinypred.training import train as run_training
 
-    flags = {
+    values = {
         "epochs": epochs,
         "lr": lr,
         "batch_size": batch_size,
@@ -196,8 +146,14 @@ def train(
         "bf16": bf16,
         "patience": patience,
     }
-    overrides = {k: v for k, v in flags.items() if v is not None} | parse_assignments(set_ or [])
-    cfg = load_config(TrainConfig, config, overrides)
+    overrides = {k: v for k, v in values.items() if v is not None} | parse_assignments(set_ or [])
+    try:
+        cfg = load_config(TrainConfig, config, overrides)
+    except TinypredError as e:  # an override's key -> the flag that set it
+        if e.arg is None or e.arg == "overrides":
+            raise
+        flag = TRAIN_FLAGS.get(e.arg) if e.arg in values and values[e.arg] is not None else None
+        raise TinypredError(e.message, arg=flag or f"--set {e.arg}") from None
     ds = dataset.load(data)
     refs = {
         n: evaluate_scenes(b.predict(ds.val), ds.val) for n, b in fit_all(ds.train, ("cv", "cv_fan")).items()
@@ -232,15 +188,16 @@ def eval_(
     json_out: Annotated[Path | None, typer.Option("--json", help="default: RUN/eval_<split>.json")] = None,
 ) -> None:
     """Evaluate a trained run on a split: the metrics table and a JSON file."""
+    from tinypred.evaluation.tables import evaluate_scenes
     from tinypred.fileio import write_json
-    from tinypred.metrics import evaluate_scenes
-    from tinypred.train import load_run
+    from tinypred.predictors.model_file import load_run
+    from tinypred.predictors.prediction import predict_split
 
     ds = dataset.load(data)
     scenes = _nonempty(ds, split)
     loaded = load_run(run, ds)
-    results = {"mlp": evaluate_scenes(_model_prediction(loaded, ds, scenes), scenes)}
-    console.print(metrics_table(f"{run} on {data} ({split} split)", results))
+    results = {"mlp": evaluate_scenes(predict_split(loaded, ds, split), scenes)}
+    console.print(tables.metrics_table(f"{run} on {data} ({split} split)", results))
     path = json_out or run / f"eval_{split}.json"
     write_json(path, {"run": str(run), "data": str(data), "split": split, "results": results})
     console.print(f"wrote {path}")
@@ -254,15 +211,17 @@ def predict(
     split: Annotated[str, typer.Option("--split")] = "test",
 ) -> None:
     """Write the K modes of every scene, in the world frame, as Parquet (one row per scene and mode)."""
-    from tinypred.export import prediction_table, write_parquet
-    from tinypred.train import load_run
+    from tinypred.data.export import prediction_table, write_parquet
+    from tinypred.predictors.model_file import load_run
+    from tinypred.predictors.prediction import predict_split
 
     if out.suffix != ".parquet":
         raise TinypredError(f"--out {out}: expected a .parquet file name")
     ds = dataset.load(data)
     scenes = _nonempty(ds, split)
     loaded = load_run(run, ds)
-    table = prediction_table(_model_prediction(loaded, ds, scenes), scenes, ds.config.dt)
+    pred = predict_split(loaded, ds, split)
+    table = prediction_table(pred.modes, pred.probs, scenes)
     write_parquet(out, table)
     console.print(
         f"wrote {table.num_rows} rows ({len(scenes)} scenes x {loaded.model.cfg.modes} modes) to {out}"
@@ -276,7 +235,7 @@ def demo(
     quick: Annotated[bool, typer.Option("--quick", help="smaller data and budgets, same pipeline")] = False,
 ) -> None:
     """The main job: data, baselines, training, test, ablation, device timing, figures and the report."""
-    from tinypred.report import run_demo
+    from tinypred.experiments.demo import run_demo
 
     metrics = run_demo(
         out,
@@ -286,7 +245,7 @@ def demo(
         progress=console.is_terminal,
     )
     console.print(
-        metrics_table(
+        tables.metrics_table(
             f"test set, seed {seed}", {k: metrics["test"][k] for k in metrics["test"]}, slices=("decision",)
         )
     )
@@ -304,10 +263,10 @@ def ablate(
     split: Annotated[str, typer.Option("--split")] = "test",
 ) -> None:
     """L2 vs winner-take-all, with and without the classification term, and two learning rates."""
-    from tinypred import plots
-    from tinypred.experiments import ABLATION_COLUMNS, run_ablation
+    from tinypred.experiments.ablation import run_ablation
     from tinypred.fileio import write_json
-    from tinypred.train import TrainConfig
+    from tinypred.report import figures as plots
+    from tinypred.training import TrainConfig
 
     cfg = load_config(TrainConfig, config, {"epochs": epochs} if epochs is not None else None)
     ds = dataset.load(data)
@@ -321,18 +280,7 @@ def ablate(
             f" m, mode spread {r['decision']['mode_spread']:.2f} m"
         ),
     )
-    table = Table(title=f"ablation at decision points ({split} split)")
-    cols = ABLATION_COLUMNS
-    for col in ("run", "loss", "ce", "lr", *cols):
-        table.add_column(col, justify="left" if col == "run" else "right", no_wrap=True)
-    for r in rows:
-        table.add_row(
-            r["name"],
-            r["loss"],
-            "yes" if r["ce"] else "no",
-            f"{r['lr']:g}",
-            *(f"{r['decision'][c]:.3f}" for c in cols),
-        )
+    table = tables.ablation_table(f"ablation at decision points ({split} split)", rows)
     console.print(table)
     write_json(out / "ablation.json", rows)
     plots.ablation_bars(rows, out / "ablation.png")
@@ -347,22 +295,12 @@ def bench(
     json_out: Annotated[Path | None, typer.Option("--json", help="also write the rows to this file")] = None,
 ) -> None:
     """Wall-clock training time and samples/s on every device (cpu, cuda, mps), fp32 and bf16."""
-    from tinypred.experiments import device_bench
+    from tinypred.experiments.devices import device_bench
     from tinypred.fileio import write_json
-    from tinypred.train import TrainConfig
+    from tinypred.training import TrainConfig
 
     rows = device_bench(dataset.load(data), TrainConfig(), steps=steps, batch_size=batch_size)
-    table = Table(title=f"{steps} training steps, batch {batch_size}")
-    for col in ("device", "precision", "status", "seconds", "samples/s"):
-        table.add_column(col, justify="left" if col in ("device", "precision", "status") else "right")
-    for r in rows:
-        table.add_row(
-            r["device"],
-            r["precision"],
-            r["status"],
-            f"{r['seconds']:.2f}" if "seconds" in r else "",
-            f"{r['samples_per_s']:.0f}" if "samples_per_s" in r else "",
-        )
+    table = tables.bench_table(f"{steps} training steps, batch {batch_size}", rows)
     console.print(table)
     if json_out is not None:
         write_json(json_out, rows)
@@ -374,22 +312,11 @@ def gradcheck(
     json_out: Annotated[Path | None, typer.Option("--json", help="also write the rows to this file")] = None,
 ) -> None:
     """Every autodiff op and hand-derived gradient against central differences and torch (float64)."""
+    from tinypred.backprop.battery import run_gradcheck_battery
     from tinypred.fileio import write_json
-    from tinypred.gradcheck_battery import run_gradcheck_battery
 
     rows = run_gradcheck_battery(seed)
-    table = Table(title="gradients against central differences and torch autograd (float64)")
-    for col in ("op", "kind", "vs finite differences", "vs torch", "worst rel. error", "result"):
-        table.add_column(col, justify="left" if col in ("op", "kind", "result") else "right", no_wrap=True)
-    for r in rows:
-        table.add_row(
-            r["op"],
-            r["kind"],
-            f"{r['numeric_rel_error']:.1e}",
-            f"{r['torch_rel_error']:.1e}",
-            f"{r['worst_rel_error']:.1e}",
-            "pass" if r["passed"] else "[red]FAIL[/red]",
-        )
+    table = tables.gradcheck_table(rows)
     console.print(table)
     if json_out is not None:
         write_json(json_out, rows)
@@ -413,7 +340,7 @@ def diagnose(
     """A training-craft check: its numbers, a verdict in plain words and a figure. Exit 1 if it fails."""
     from tinypred.diagnostics import run_check
     from tinypred.fileio import write_json
-    from tinypred.train import TrainConfig
+    from tinypred.training import TrainConfig
 
     cfg = load_config(TrainConfig, config)
     result = run_check(check, dataset.load(data), cfg, out)
@@ -432,9 +359,44 @@ def diagnose(
         raise typer.Exit(1)
 
 
+# The library's argument names, as this command line spells them.
+ARG_FLAGS = {
+    "n_train": "--n-train",
+    "n_val": "--n-val",
+    "n_test": "--n-test",
+    "seed": "--seed",
+    "split": "--split",
+    "out": "--out",
+    "out_dir": "--out",
+    "device": "--device",
+    "resume": "--resume",
+    "check": "CHECK",
+    "overrides": "--set",
+}
+# `train`'s own flags, by the config key each one sets.
+TRAIN_FLAGS = {
+    "epochs": "--epochs",
+    "lr": "--lr",
+    "batch_size": "--batch-size",
+    "loss.kind": "--loss",
+    "loss.ce_weight": "--ce-weight",
+    "device": "--device",
+    "seed": "--seed",
+    "bf16": "--bf16",
+    "patience": "--patience",
+}
+
+
+def user_message(e: TinypredError) -> str:
+    """The error as the command line reports it: the library's argument name replaced by its flag."""
+    if e.arg is None:
+        return e.message
+    return f"{ARG_FLAGS.get(e.arg, e.arg)}: {e.message}"
+
+
 def main() -> None:
     try:
         app()
     except TinypredError as e:
-        err_console.print(f"tinypred: error: {e}", highlight=False, soft_wrap=True)
+        err_console.print(f"tinypred: error: {user_message(e)}", highlight=False, soft_wrap=True)
         sys.exit(1)

@@ -41,18 +41,24 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def build(model: type[M], data: dict[str, Any], source: str) -> M:
-    """Validate `data` as `model`; errors name `source` (a file or 'flags') and the field."""
+def build(model: type[M], data: dict[str, Any], source: str | None = None) -> M:
+    """Validate `data` as `model`. Errors name `source` (a file) and the field; without a source the
+    field itself is the error's `arg` (so that the CLI can name the flag that set it)."""
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        raise TinypredError(f"{source}: {one_line(e)}") from None
+        if source is not None:
+            raise TinypredError(f"{source}: {one_line(e)}") from None
+        first = e.errors()[0]
+        loc = ".".join(str(x) for x in first["loc"]) or None
+        raise TinypredError(first["msg"].removeprefix("Value error, "), arg=loc) from None
 
 
 def load_config(model: type[M], path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> M:
-    """Defaults, then the file (if any), then `overrides` (dotted keys, e.g. from command-line flags)."""
+    """Defaults, then the file (if any), then `overrides` (dotted keys such as "model.width"). An error
+    in an override names its key as the error's `arg`."""
     data = read_mapping(path) if path is not None else {}
-    cfg = build(model, data, str(path) if path else "config")
+    cfg = build(model, data, str(path) if path else None)
     if overrides:
         merged = cfg.model_dump()
         for dotted, value in overrides.items():
@@ -60,10 +66,10 @@ def load_config(model: type[M], path: str | Path | None = None, overrides: dict[
             node = merged
             for key in parents:
                 if not isinstance(node.get(key), dict):
-                    raise TinypredError(f"--set {dotted}: {key!r} is not a section of the config")
+                    raise TinypredError(f"{key!r} is not a section of the config", arg=dotted)
                 node = node[key]
             node[leaf] = value
-        cfg = build(model, merged, "flags")
+        cfg = build(model, merged)
     return cfg
 
 
@@ -74,7 +80,7 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise TinypredError(f"--set {item!r}: expected KEY=VALUE, e.g. model.width=128")
+            raise TinypredError(f"{item!r}: expected KEY=VALUE, e.g. model.width=128", arg="overrides")
         try:
             out[key.strip()] = json.loads(value)
         except json.JSONDecodeError:

@@ -1,0 +1,95 @@
+"""The scene generator's vocabulary (families, intents, lane types) and its knobs (`SceneConfig`).
+
+Families (canonical frame: the agent drives along +x, right-hand traffic, lanes 3.5 m wide):
+``intersection`` (straight / left / right), ``lane_change`` (keep / change left / change right, where a
+lane exists) and ``stop_or_go`` (stop at a line ahead, or go on) are decision points; ``curve`` and
+``cruise`` have one intent. `tinypred.data.families` builds them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+FAMILIES = ("intersection", "lane_change", "stop_or_go", "curve", "cruise")
+DECISION_FAMILIES = ("intersection", "lane_change", "stop_or_go")
+INTENTS = ("follow", "straight", "left", "right", "keep", "change_left", "change_right", "go", "stop")
+# The intents of each family, in mixture-slot order.
+FAMILY_INTENTS = {
+    "intersection": ("straight", "left", "right"),
+    "lane_change": ("keep", "change_left", "change_right"),
+    "stop_or_go": ("go", "stop"),
+    "curve": ("follow",),
+    "cruise": ("follow",),
+}
+LANE_TYPES = ("lane", "stop_line")
+
+MAX_ALTERNATIVES = 3  # M: the most intents any family has
+
+
+class SceneConfig(BaseModel):
+    """Every knob of the generator. Unknown keys are refused; `tinypred data generate --config FILE`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dt: float = Field(0.1, gt=0, le=1.0, description="time step, s")
+    history_steps: int = Field(20, ge=2, le=200)
+    future_steps: int = Field(30, ge=1, le=200)
+    family_weights: dict[str, float] = Field(
+        default_factory=lambda: {
+            "intersection": 0.3,
+            "lane_change": 0.2,
+            "stop_or_go": 0.2,
+            "curve": 0.15,
+            "cruise": 0.15,
+        }
+    )
+    intersection_priors: dict[str, float] = Field(
+        default_factory=lambda: {"straight": 0.5, "left": 0.25, "right": 0.25}
+    )
+    lane_change_priors: dict[str, float] = Field(
+        default_factory=lambda: {"keep": 0.5, "change_left": 0.25, "change_right": 0.25}
+    )
+    stop_or_go_priors: dict[str, float] = Field(default_factory=lambda: {"go": 0.5, "stop": 0.5})
+    hint_strength: float = Field(0.3, ge=0, le=1, description="how strongly the past shows the intent")
+    style_spread: float = Field(1.0, ge=0, le=1, description="driver-style randomness of the future, 0-1")
+    pos_noise: float = Field(0.05, ge=0, le=5, description="observation noise std on history x, y (m)")
+    heading_noise: float = Field(0.01, ge=0, le=1, description="observation noise on heading (rad)")
+    speed_noise: float = Field(0.1, ge=0, le=5, description="observation noise on speed (m/s)")
+    max_lanes: int = Field(4, ge=3, le=16, description="L: lanes in the map context")
+    lane_points: int = Field(16, ge=2, le=256, description="P: points per lane")
+
+    @field_validator("family_weights")
+    @classmethod
+    def _weights(cls, w: dict[str, float]) -> dict[str, float]:
+        for name, value in w.items():
+            if name not in FAMILIES:
+                raise ValueError(f"unknown family {name!r}; expected some of {', '.join(FAMILIES)}")
+            if not np.isfinite(value) or value < 0:
+                raise ValueError(f"weight of {name!r} must be a finite number >= 0, got {value}")
+        if sum(w.values()) <= 0:
+            raise ValueError("at least one family needs a weight > 0")
+        return w
+
+    @model_validator(mode="after")
+    def _priors(self) -> SceneConfig:
+        for family in DECISION_FAMILIES:
+            key = f"{family}_priors"
+            priors = getattr(self, key)
+            expected = FAMILY_INTENTS[family]
+            if set(priors) != set(expected):
+                raise ValueError(
+                    f"{key}: expected exactly the keys {', '.join(expected)}, got {sorted(priors)}"
+                )
+            values = np.array([priors[k] for k in expected])
+            if not np.all(np.isfinite(values)) or np.any(values < 0) or abs(values.sum() - 1) > 1e-6:
+                raise ValueError(f"{key}: priors must be >= 0 and sum to 1, got {priors}")
+        return self
+
+    def priors(self, family: str) -> np.ndarray:
+        """(M,) prior of each mixture slot of `family` (zero-padded)."""
+        out = np.zeros(MAX_ALTERNATIVES)
+        names = FAMILY_INTENTS[family]
+        table = getattr(self, f"{family}_priors", {names[0]: 1.0})
+        out[: len(names)] = [table[n] for n in names]
+        return out

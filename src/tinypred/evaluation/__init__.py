@@ -1,0 +1,41 @@
+"""Evaluation: the motion-forecasting metrics, NLL scale fitting and result tables.
+
+`metrics` holds pure vectorised functions on arrays (pred (N, K, T, 2), probs (N, K), gt (N, T, 2)),
+as in the Argoverse 2 benchmark; `scales` fits each predictor's per-step NLL scale by maximum
+likelihood; `tables` scores a prediction on encoded scenes overall, at decision points and per family;
+`averaging` measures mode averaging. May import the shared utilities and `tinypred.data` (for the
+scenes a table is sliced by); `metrics` itself imports nothing of tinypred but errors and geometry.
+"""
+
+from tinypred.evaluation.averaging import averaging_stats, branch_distances, mode_spread
+from tinypred.evaluation.metrics import (
+    METRICS,
+    ade,
+    brier_min_fde,
+    evaluate,
+    fde,
+    min_ade,
+    min_fde,
+    miss,
+    nll,
+)
+from tinypred.evaluation.scales import fit_scales
+from tinypred.evaluation.tables import Scored, evaluate_scenes
+
+__all__ = [
+    "METRICS",
+    "Scored",
+    "ade",
+    "averaging_stats",
+    "branch_distances",
+    "brier_min_fde",
+    "evaluate",
+    "evaluate_scenes",
+    "fde",
+    "fit_scales",
+    "min_ade",
+    "min_fde",
+    "miss",
+    "mode_spread",
+    "nll",
+]

@@ -1,0 +1,36 @@
+"""Result tables on scenes: the metrics of a prediction overall, at decision points and per family."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from tinypred.data.encoding import EncodedScenes
+from tinypred.data.scene_config import FAMILIES
+from tinypred.evaluation.metrics import Dist, evaluate
+
+
+class Scored(Protocol):
+    """What a table scores: modes (N, K, T, 2) in the scenes' agent frames, probs (N, K), and the NLL's
+    per-step scale broadcastable to (N, K, T). `tinypred.predictors.Prediction` is one."""
+
+    modes: np.ndarray
+    probs: np.ndarray
+    scale: np.ndarray
+
+
+def evaluate_scenes(
+    prediction: Scored, scenes: EncodedScenes, dist: Dist = "laplace"
+) -> dict[str, dict[str, float]]:
+    """`evaluate` a prediction on EncodedScenes, sliced by decision / other and by family."""
+    return evaluate(
+        prediction.modes,
+        prediction.probs,
+        scenes.future,
+        prediction.scale,
+        family=scenes.family.astype(np.int64),
+        is_decision=scenes.is_decision,
+        family_names=FAMILIES,
+        dist=dist,
+    )

@@ -1,0 +1,86 @@
+"""Wall-clock training time per device and precision: the same training steps on cpu, cuda and mps."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+
+from tinypred.data.dataset import Dataset
+from tinypred.errors import TinypredError
+from tinypred.training.config import TrainConfig, resolve_device
+from tinypred.training.step import Split, build_model, make_optimizer, train_step
+
+DEVICES = ("cpu", "cuda", "mps")
+
+
+def _bf16_supported(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type in ("cpu", "mps")
+
+
+def device_bench(ds: Dataset, cfg: TrainConfig, steps: int = 200, batch_size: int = 512) -> list[dict]:
+    """Time `steps` training steps of the model on every device and precision; absent ones say so.
+
+    Rows: device, precision (fp32 / bf16 autocast), status ("ok" / "unavailable" / "unsupported"),
+    seconds (wall clock for the steps, after a warm-up), samples_per_s, and the final loss.
+    """
+    rows = []
+    for name in DEVICES:
+        try:
+            device = resolve_device(name)
+        except TinypredError:
+            rows += [{"device": name, "precision": p, "status": "unavailable"} for p in ("fp32", "bf16")]
+            continue
+        for precision in ("fp32", "bf16"):
+            if precision == "bf16" and not _bf16_supported(device):
+                rows.append({"device": name, "precision": precision, "status": "unsupported"})
+                continue
+            run_cfg = cfg.model_copy(update={"batch_size": batch_size, "bf16": precision == "bf16"})
+            rows.append(
+                {
+                    "device": name,
+                    "precision": precision,
+                    "status": "ok",
+                    **_time_training(ds, run_cfg, device, steps),
+                }
+            )
+    return rows
+
+
+def _time_training(ds: Dataset, cfg: TrainConfig, device: torch.device, steps: int) -> dict:
+    split = Split.of(ds.train, ds.normalizer, device)
+    model = build_model(ds, cfg).to(device)
+    opt = make_optimizer(model, cfg)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    n, batch_size = len(split.x), cfg.batch_size
+
+    def run(k: int) -> torch.Tensor:
+        total = torch.zeros(())
+        for _ in range(k):
+            idx = torch.randint(0, n, (batch_size,), generator=gen).to(device)
+            total, _ = train_step(model, opt, split.x[idx], split.y[idx], cfg)
+        return total
+
+    run(10).item()  # warm-up: kernels, allocator, autotuning
+    _sync(device)
+    start = time.perf_counter()
+    final = run(steps).item()
+    _sync(device)
+    seconds = time.perf_counter() - start
+    return {
+        "seconds": seconds,
+        "samples_per_s": steps * batch_size / seconds,
+        "steps": steps,
+        "batch_size": batch_size,
+        "final_loss": final if math.isfinite(final) else None,
+    }
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    elif device.type == "mps":
+        torch.mps.synchronize()

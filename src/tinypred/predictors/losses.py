@@ -1,0 +1,80 @@
+"""The loss family for K-mode prediction. Shapes: out.modes (B, K, T, 2), out.logits (B, K),
+out.scale (B, K, T), gt (B, T, 2). Each loss returns the scalar to minimise and its parts, for logging.
+
+    l2    every mode regressed to the ground truth (mean squared error). The minimiser of E||y - c||^2 is
+          E[y]: on a split future it puts every mode between the branches -- mode averaging.
+    wta   winner-take-all: only the mode closest to the ground truth (lowest ADE) is regressed, with L1,
+          Huber or L2; the others are free to cover the other branches.
+    nll   mixture negative log-likelihood: -log sum_k p_k prod_t N(gt_t; mode_kt, scale_kt) (or Laplace),
+          which trains the probabilities and the scales too.
+
+`ce_weight` adds cross-entropy on the logits with the closest mode as the target (for l2 and wta; the
+nll already trains the probabilities). At initialisation the logits are ~0, so that term is ~log K.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch.nn import functional as F
+
+from tinypred.predictors.model import ModelOutput
+
+
+class LossConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["l2", "wta", "nll"] = "wta"
+    regression: Literal["l1", "huber", "l2"] = "huber"
+    huber_delta: float = Field(1.0, gt=0, description="m")
+    ce_weight: float = Field(1.0, ge=0)
+    nll_dist: Literal["laplace", "gaussian"] = "laplace"
+
+
+def closest_mode(modes: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """(B,) index of the mode with the lowest average displacement error to gt."""
+    return (modes - gt[:, None]).norm(dim=-1).mean(-1).argmin(-1)
+
+
+def _regression(err: torch.Tensor, cfg: LossConfig) -> torch.Tensor:
+    """Per-coordinate penalty of err (...), averaged."""
+    if cfg.regression == "l1":
+        return err.abs().mean()
+    if cfg.regression == "l2":
+        return err.square().mean()
+    return F.huber_loss(err, torch.zeros_like(err), delta=cfg.huber_delta)
+
+
+def log_likelihood(out: ModelOutput, gt: torch.Tensor, dist: str) -> torch.Tensor:
+    """(B, K) log density of gt under each mode: a product over steps and x, y of 1-D densities."""
+    err = gt[:, None] - out.modes  # (B, K, T, 2)
+    s = out.scale[..., None]
+    if dist == "gaussian":
+        per = -0.5 * (err / s).square() - torch.log(s) - 0.5 * math.log(2 * math.pi)
+    else:
+        per = -(err.abs() / s) - torch.log(2 * s)
+    return per.sum((-1, -2))
+
+
+def loss(out: ModelOutput, gt: torch.Tensor, cfg: LossConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The training loss (a scalar) and its named parts (detached)."""
+    if cfg.kind == "nll":
+        log_mix = torch.logsumexp(out.logits.log_softmax(-1) + log_likelihood(out, gt, cfg.nll_dist), -1)
+        total = -log_mix.mean()
+        return total, {"nll": total.detach()}
+    winner = closest_mode(out.modes.detach(), gt)
+    if cfg.kind == "wta":
+        chosen = out.modes[torch.arange(len(gt), device=gt.device), winner]  # (B, T, 2)
+        reg = _regression(chosen - gt, cfg)
+    else:
+        reg = _regression(out.modes - gt[:, None], cfg)
+    parts = {"regression": reg.detach()}
+    total = reg
+    if cfg.ce_weight > 0:
+        ce = F.cross_entropy(out.logits, winner)
+        parts["ce"] = ce.detach()
+        total = total + cfg.ce_weight * ce
+    return total, parts

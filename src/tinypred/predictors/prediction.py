@@ -1,0 +1,89 @@
+"""The Prediction every predictor returns, and the one way to predict with the model on a split.
+
+Baselines predict with `Baseline.predict(scenes)`. The learned model predicts through `model_prediction`
+(tensors already on a device: the training loop's validation) or `predict_split` (a model file and a
+dataset split: evaluation, the demo, the ablation, the CLI); both end in the same code, so a fix to how
+the model predicts lands everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from tinypred.data.dataset import Dataset
+from tinypred.data.encoding import EncodedScenes, Normalizer, features
+from tinypred.evaluation.scales import fit_scales
+
+if TYPE_CHECKING:  # type hints only: model_file imports nothing from here at run time either
+    from tinypred.predictors.model import TrajectoryMLP
+    from tinypred.predictors.model_file import LoadedModel
+
+EVAL_BATCH = 8192
+SCALE_FIT_SAMPLES = 4096  # training samples whose predictions fit the NLL scales of a model without them
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What every predictor (baseline or model) returns, in the agent frame.
+
+    modes (N, K, T, 2), probs (N, K) summing to 1, scale (T,) or (N, K, T): the per-step scale of the
+    NLL's Laplace/Gaussian components (fitted on the training split for the baselines).
+    """
+
+    modes: np.ndarray
+    probs: np.ndarray
+    scale: np.ndarray
+
+
+def model_inputs(scenes: EncodedScenes, normalizer: Normalizer, device: torch.device) -> torch.Tensor:
+    """(N, D) float32 normalised features of `scenes` on `device`: what the model reads."""
+    return torch.from_numpy(normalizer(features(scenes))).to(device)
+
+
+@torch.inference_mode()
+def model_outputs(
+    model: TrajectoryMLP, x: torch.Tensor, batch: int = EVAL_BATCH
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """modes (N, K, T, 2), probs (N, K) and scale (N, K, T) -- None without a scale head -- as NumPy
+    arrays, in eval mode, in batches; the model is left in the mode it was in."""
+    was_training = model.training
+    model.eval()
+    parts = [model(x[i : i + batch]) for i in range(0, len(x), batch)]
+    model.train(was_training)
+
+    def cat(name: str) -> np.ndarray | None:
+        if getattr(parts[0], name) is None:
+            return None
+        return torch.cat([getattr(p, name).float() for p in parts]).cpu().numpy()
+
+    return cat("modes"), cat("probs"), cat("scale")
+
+
+def model_prediction(
+    model: TrajectoryMLP, x: torch.Tensor, fit_x: torch.Tensor, fit_future: np.ndarray
+) -> Prediction:
+    """The model's prediction on inputs x (N, D). Its NLL uses the predicted scales when the model has a
+    scale head (trained by the nll loss); otherwise per-step scales fitted by maximum likelihood on its
+    predictions for up to SCALE_FIT_SAMPLES training inputs fit_x with their futures fit_future (N', T, 2),
+    exactly as the baselines' scales are fitted."""
+    modes, probs, scale = model_outputs(model, x)
+    if scale is None:
+        n = min(len(fit_x), SCALE_FIT_SAMPLES)
+        fit_modes, fit_probs, _ = model_outputs(model, fit_x[:n])
+        scale = fit_scales(fit_modes, fit_future[:n], fit_probs)
+    return Prediction(modes, probs, scale)
+
+
+def predict_split(loaded: LoadedModel, ds: Dataset, split: str = "test") -> Prediction:
+    """A loaded model's prediction on a split of `ds` (its NLL scales, if fitted, from ds.train)."""
+    device = next(loaded.model.parameters()).device
+    return model_prediction(
+        loaded.model,
+        model_inputs(ds.split(split), loaded.normalizer, device),
+        model_inputs(ds.train.subset(slice(0, SCALE_FIT_SAMPLES)), loaded.normalizer, device),
+        ds.train.future,
+    )

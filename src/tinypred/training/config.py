@@ -1,0 +1,57 @@
+"""TrainConfig: every knob of a training run, and the device it runs on."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from tinypred.errors import TinypredError
+from tinypred.predictors.losses import LossConfig
+from tinypred.predictors.model import ModelConfig
+
+
+class TrainConfig(BaseModel):
+    """Every knob of a training run. `tinypred train --config FILE` reads it (JSON or TOML).
+
+    For Lightning users: `grad_clip` is `gradient_clip_val` (by global norm), `bf16` is
+    `precision="bf16-mixed"`, `patience` is EarlyStopping's `patience` on val minFDE@6.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: ModelConfig = ModelConfig()
+    loss: LossConfig = LossConfig()
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    lr: float = Field(1e-3, gt=0, le=10)
+    weight_decay: float = Field(1e-4, ge=0, le=1)
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD only")
+    batch_size: int = Field(256, ge=1, le=1_000_000)
+    epochs: int = Field(20, ge=1, le=100_000)
+    warmup_frac: float = Field(0.05, ge=0, lt=1, description="share of the steps spent warming up")
+    schedule: Literal["cosine", "constant"] = "cosine"
+    grad_clip: float = Field(5.0, ge=0, description="max global gradient norm; 0 = off")
+    patience: int = Field(
+        0, ge=0, description="epochs without a better val minFDE@6 before stopping; 0 = off"
+    )
+    seed: int = Field(0, ge=0)
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    bf16: bool = Field(False, description="bfloat16 autocast for the forward pass")
+    log_every: int = Field(25, ge=1, description="steps between gradient-norm records")
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks cuda, then mps, then cpu; asking for one that is absent is a user error."""
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available(),
+        "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),
+    }
+    if name == "auto":
+        return torch.device(next(d for d in ("cuda", "mps", "cpu") if available[d]))
+    if name not in available:
+        raise TinypredError(f"expected auto, cpu, cuda or mps, got {name!r}", arg="device")
+    if not available[name]:
+        raise TinypredError(f"{name} is not available on this machine", arg="device")
+    return torch.device(name)

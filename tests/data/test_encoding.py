@@ -1,0 +1,61 @@
+"""The encoded scene: agent frame, invariance to the world pose, the round trip, normalisation."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tinypred.data.encoding import Normalizer, encode, feature_names, features, to_agent, to_world
+from tinypred.data.scene_config import SceneConfig
+from tinypred.data.scenes import generate
+
+CFG = SceneConfig()
+SCENES = generate(CFG, 300, 3)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.floats(-np.pi, np.pi), st.floats(-5000, 5000), st.floats(-5000, 5000))
+def test_encoding_is_invariant_to_the_world_pose(angle, dx, dy):
+    a = encode(SCENES)
+    b = encode(SCENES.rigid_transform(angle, np.array([dx, dy])))
+    for name in ("history", "future", "lanes", "alt_futures"):
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), atol=2e-3, err_msg=name)
+    np.testing.assert_array_equal(a.lane_mask, b.lane_mask)
+
+
+def test_agent_frame_origin_and_heading():
+    enc = encode(SCENES)
+    np.testing.assert_allclose(enc.history[:, -1, :2], 0.0, atol=1e-3)  # origin at the last observed step
+    np.testing.assert_allclose(
+        enc.history[:, -1, 4:], np.tile([0.0, 1.0], (len(enc), 1)), atol=1e-6
+    )  # heading 0
+    # Driving forward: the future lies ahead (+x) of the agent.
+    assert np.median(enc.future[:, -1, 0]) > 5.0
+    assert np.all(enc.lanes[~enc.lane_mask] == 0) and np.all(enc.alt_futures[~enc.alt_mask] == 0)
+
+
+def test_round_trip_to_the_world_frame():
+    enc = encode(SCENES)
+    np.testing.assert_allclose(to_world(enc.future, enc.pose), SCENES.future, atol=2e-3)
+    world = to_world(enc.alt_futures, enc.pose)
+    np.testing.assert_allclose(world[SCENES.alt_mask], SCENES.alt_futures[SCENES.alt_mask], atol=2e-3)
+    pts = np.random.default_rng(0).normal(size=(len(enc), 7, 2)) * 100
+    np.testing.assert_allclose(to_agent(to_world(pts, enc.pose), enc.pose), pts, atol=1e-9)
+
+
+def test_feature_layout_and_normaliser_fit_on_train_only():
+    enc = encode(SCENES)
+    x = features(enc)
+    names = feature_names(CFG.history_steps, CFG.max_lanes, CFG.lane_points)
+    assert x.shape == (len(enc), len(names)) == (len(enc), 256) and x.dtype == np.float32
+    np.testing.assert_array_equal(x[:, names.index("h19.vx")], enc.history[:, -1, 2])
+    np.testing.assert_array_equal(x[:, names.index("lane1.mask")], enc.lane_mask[:, 1])
+    norm = Normalizer.fit(x[:200])
+    z = norm(x[:200])
+    np.testing.assert_allclose(z.mean(0), 0.0, atol=1e-3)
+    varying = x[:200].std(0) > 1e-6
+    np.testing.assert_allclose(z[:, varying].std(0), 1.0, atol=1e-3)
+    assert np.all(norm.std[~varying] == 1.0)  # constant features are left unscaled, not divided by 0
+    # Fitted on the first 200 only: the rest is not standardised exactly.
+    assert not np.allclose(norm(x[200:]).mean(0)[varying], 0.0, atol=1e-3)

@@ -1,0 +1,148 @@
+"""Baselines: exact on the motion they assume, the oracle as the floor, the CLI table."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import run_cli
+
+from tinypred.data import dataset
+from tinypred.data.encoding import EncodedScenes
+from tinypred.evaluation.metrics import METRICS, fde
+from tinypred.evaluation.tables import evaluate_scenes
+from tinypred.geometry import advance
+from tinypred.predictors.baselines import BASELINES, CTRV, ConstantAcceleration, ConstantVelocity, fit_all
+
+H, T, DT = 20, 30, 0.1
+
+
+def synthetic(
+    speed: float, yaw_rate: float = 0.0, accel: float = 0.0, n: int = 4, dt: float = DT
+) -> EncodedScenes:
+    """Noise-free unicycle motion sampled every dt s, already in the agent frame: heading 0 at the last
+    observed step."""
+    t = np.arange(-(H - 1), T + 1) * dt
+    v = speed + accel * t
+    heading = yaw_rate * t
+    # Integrate exact arcs from the origin, forward and backward in time.
+    z = np.zeros(len(t), complex)
+    zero = H - 1
+    for i in range(zero + 1, len(t)):
+        d = 0.5 * (v[i] + v[i - 1]) * dt
+        z[i], _ = advance(z[i - 1], heading[i - 1], d, yaw_rate * dt / d)
+    for i in range(zero - 1, -1, -1):
+        d = 0.5 * (v[i] + v[i + 1]) * dt
+        z[i], _ = advance(z[i + 1], heading[i + 1], -d, yaw_rate * dt / d)
+    hist = np.stack(
+        [z.real, z.imag, v * np.cos(heading), v * np.sin(heading), np.sin(heading), np.cos(heading)], -1
+    )[:H]
+    future = np.stack([z.real, z.imag], -1)[H:]
+
+    def rep(a, dtype=np.float32):
+        return np.repeat(np.asarray(a, dtype)[None], n, 0)
+
+    return EncodedScenes(
+        history=rep(hist),
+        future=rep(future),
+        lanes=np.zeros((n, 4, 16, 2), np.float32),
+        lane_mask=np.zeros((n, 4), bool),
+        lane_type=np.zeros((n, 4), np.int8),
+        alt_futures=rep(np.stack([future] * 3)),
+        alt_probs=rep([1.0, 0.0, 0.0]),
+        alt_mask=rep([True, False, False], bool),
+        alt_intent=rep([0, -1, -1], np.int8),
+        family=np.full(n, 4, np.int8),
+        intent=np.zeros(n, np.int8),
+        dt=dt,
+        pose=np.zeros((n, 3)),
+        scene_id=np.arange(n, dtype=np.int64),
+    )
+
+
+@pytest.mark.parametrize("dt", [0.05, 0.1, 0.2])
+@pytest.mark.parametrize(
+    ("cls", "motion"),
+    [
+        (ConstantVelocity, {"speed": 12.0}),
+        (ConstantAcceleration, {"speed": 8.0, "accel": 1.5}),
+        (CTRV, {"speed": 9.0, "yaw_rate": 0.3}),
+    ],
+)
+def test_each_kinematic_baseline_is_exact_on_its_own_motion(cls, motion, dt):
+    scenes = synthetic(**motion, dt=dt)
+    baseline = cls().fit(scenes)
+    pred = baseline.predict(scenes)
+    assert pred.modes.shape == (4, 1, T, 2) and np.allclose(pred.probs, 1.0)
+    np.testing.assert_allclose(fde(pred.modes, scenes.future), 0.0, atol=2e-3)
+    if cls is not ConstantVelocity:  # ... and constant velocity is not, where the motion is not
+        assert fde(ConstantVelocity().fit(scenes).predict(scenes).modes, scenes.future).min() > 1.0
+
+
+@pytest.fixture(scope="module")
+def fitted(small_dataset):
+    ds = dataset.load(small_dataset)
+    return ds, fit_all(ds.train)
+
+
+def test_predictions_are_well_formed(fitted):
+    ds, baselines = fitted
+    assert set(baselines) == set(BASELINES) == {"cv", "ca", "ctrv", "cv_fan", "lane_follow", "oracle"}
+    for name, b in baselines.items():
+        pred = b.predict(ds.test)
+        n, k = pred.probs.shape
+        assert pred.modes.shape == (n, k, T, 2) and n == len(ds.test), name
+        np.testing.assert_allclose(pred.probs.sum(1), 1.0, atol=1e-6, err_msg=name)
+        assert pred.scale.shape == (T,) and np.all(pred.scale > 0), name
+        if name != "oracle":  # extrapolating further is less certain; the oracle's error is style only
+            assert pred.scale[-1] > 3 * pred.scale[0], (name, pred.scale)
+    assert baselines["cv_fan"].prior.shape == (6,) and np.all(baselines["cv_fan"].prior > 0)
+    assert baselines["cv_fan"].prior.sum() == pytest.approx(1.0)
+
+
+def test_one_mode_scales_are_the_closed_form_maximum_likelihood(fitted):
+    """With K = 1 the Laplace ML scale of each step is the mean |error| over scenes and both coordinates."""
+    ds, baselines = fitted
+    cv = baselines["cv"]
+    err = cv.predict(ds.train).modes[:, 0] - ds.train.future  # (N, T, 2)
+    np.testing.assert_allclose(cv.scale, np.abs(err).astype(np.float64).mean(axis=(0, 2)), rtol=1e-7)
+
+
+def test_the_oracle_beats_every_baseline_at_decision_points(fitted):
+    ds, baselines = fitted
+    results = {
+        name: evaluate_scenes(b.predict(ds.test), ds.test)["decision"] for name, b in baselines.items()
+    }
+    for name, r in results.items():
+        if name != "oracle":
+            for metric in ("minADE@6", "minFDE@6", "MR@6", "brier-minFDE@6", "NLL"):
+                assert results["oracle"][metric] < r[metric], (name, metric)
+    # The multimodal baselines beat constant velocity where the future splits.
+    assert results["cv_fan"]["minFDE@6"] < results["cv"]["minFDE@6"]
+    assert results["lane_follow"]["MR@6"] < results["cv"]["MR@6"]
+
+
+def test_predict_before_fit_is_an_error(fitted):
+    ds, _ = fitted
+    with pytest.raises(RuntimeError, match="fit"):
+        ConstantVelocity().predict(ds.test)
+
+
+def test_cli_table_and_json(small_dataset, tmp_path):
+    out = tmp_path / "b.json"
+    proc = run_cli("baselines", str(small_dataset), "--split", "val", "--json", str(out), check=True)
+    assert "oracle" in proc.stdout and "minFDE@6" in proc.stdout
+    results = json.loads(out.read_text())["results"]
+    assert set(results) == set(BASELINES)
+    assert set(results["cv"]["decision"]) == {*METRICS, "count"}
+    bad = run_cli("baselines", str(small_dataset), "--split", "nope")
+    assert bad.returncode == 1 and "--split" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_an_empty_split_is_a_user_error(tmp_path):
+    from tinypred.data.scene_config import SceneConfig
+
+    dataset.save(dataset.make(SceneConfig(), 100, 20, 0, seed=1), tmp_path / "ds")
+    proc = run_cli("baselines", str(tmp_path / "ds"))
+    assert proc.returncode == 1 and "the test split" in proc.stderr and "empty" in proc.stderr

@@ -1,0 +1,279 @@
+"""The learned predictor: loss at init, overfitting, beating the baselines, resume, bad input, export."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import re
+import warnings
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from conftest import run_cli
+from safetensors.torch import load_file
+
+from tinypred.data import dataset
+from tinypred.data.encoding import to_world
+from tinypred.data.scene_config import SceneConfig
+from tinypred.diagnostics import overfit_one_batch
+from tinypred.errors import TinypredError
+from tinypred.evaluation.tables import evaluate_scenes
+from tinypred.predictors import losses
+from tinypred.predictors.baselines import fit_all
+from tinypred.predictors.losses import LossConfig
+from tinypred.predictors.model import ModelConfig, TrajectoryMLP
+from tinypred.predictors.model_file import load_model
+from tinypred.predictors.prediction import predict_split
+from tinypred.training import TrainConfig, train
+
+FAST = TrainConfig(epochs=2, batch_size=128, device="cpu", model=ModelConfig(width=64, depth=2))
+
+
+@pytest.fixture(scope="module")
+def ds(small_dataset):
+    return dataset.load(small_dataset)
+
+
+@pytest.fixture(scope="module")
+def bigger(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bigger") / "ds"
+    dataset.save(dataset.make(SceneConfig(), 6000, 1000, 1000, seed=3), out)
+    return dataset.load(out)
+
+
+def test_output_shapes_and_loss_at_init():
+    model = TrajectoryMLP(256, 30, ModelConfig(modes=6), scales=True)
+    out = model(torch.randn(16, 256))
+    assert (
+        out.modes.shape == (16, 6, 30, 2) and out.logits.shape == (16, 6) and out.scale.shape == (16, 6, 30)
+    )
+    assert torch.all(out.scale > 0)
+    gt = torch.randn(16, 30, 2)
+    _, parts = losses.loss(out, gt, LossConfig(kind="wta", ce_weight=1.0))
+    assert parts["ce"].item() == pytest.approx(math.log(6), abs=0.01)  # uniform at init
+
+
+def test_the_closest_mode_is_by_ade_not_by_endpoint():
+    # Mode 0 ends exactly on the ground truth but is 3 m off before (ADE 2, FDE 0); mode 1 is 0.5 m off in
+    # x and y all along (ADE 0.71, FDE 0.71). WTA trains the one closest on average: mode 1.
+    gt = torch.zeros(1, 3, 2)
+    off_then_exact = torch.tensor([[3.0, 0.0], [3.0, 0.0], [0.0, 0.0]])
+    modes = torch.stack([off_then_exact, torch.full((3, 2), 0.5)])[None]
+    assert losses.closest_mode(modes, gt).tolist() == [1]
+    assert losses.closest_mode(modes.flip(1), gt).tolist() == [0]
+
+
+def test_l2_pulls_every_mode_to_the_mean_and_wta_does_not():
+    # Two futures for the same input: y = +1 and y = -1 (the lectures' contradictory data, in 2-D).
+    torch.manual_seed(0)
+    x = torch.zeros(64, 4)
+    gt = torch.zeros(64, 1, 2)
+    gt[::2, 0, 1], gt[1::2, 0, 1] = 1.0, -1.0
+    ends = {}
+    for kind in ("l2", "wta"):
+        model = TrajectoryMLP(4, 1, ModelConfig(modes=2, width=16, depth=1))
+        model.head.bias.data[:4] = torch.tensor([0.1, 0.1, -0.1, -0.1])  # break the modes' symmetry
+        opt = torch.optim.Adam(model.parameters(), lr=0.05)
+        for _ in range(300):
+            total, _ = losses.loss(model(x), gt, LossConfig(kind=kind, regression="l2", ce_weight=0.0))
+            opt.zero_grad()
+            total.backward()
+            opt.step()
+        ends[kind] = model(x[:1]).modes[0, :, 0, 1].detach()
+    assert torch.allclose(ends["l2"], torch.zeros(2), atol=0.05)  # both modes at the mean, 0
+    assert torch.allclose(ends["wta"].sort().values, torch.tensor([-1.0, 1.0]), atol=0.05)  # one per branch
+
+
+def test_overfit_one_batch_reaches_one_percent(ds):
+    result = overfit_one_batch(ds, TrainConfig())
+    assert result.passed and result.ratio < 0.01, result.verdict
+    assert result.losses[0] > 1.0 and result.steps < 1000
+
+
+@pytest.mark.slow
+def test_learned_model_beats_cv_and_cv_fan_at_decision_points(bigger, tmp_path):
+    result = train(bigger, TrainConfig(epochs=8, device="cpu"), tmp_path / "run", progress=False)
+    pred = predict_split(load_model(tmp_path / "run" / "model.safetensors"), bigger, "test")
+    mlp = evaluate_scenes(pred, bigger.test)["decision"]
+    refs = {
+        n: evaluate_scenes(b.predict(bigger.test), bigger.test)["decision"]
+        for n, b in fit_all(bigger.train, ("cv", "cv_fan")).items()
+    }
+    for name, ref in refs.items():
+        assert mlp["MR@6"] < ref["MR@6"] and mlp["minFDE@6"] < ref["minFDE@6"], (name, mlp, ref)
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+
+
+def test_resume_ends_with_the_weights_of_an_uninterrupted_run(ds, tmp_path):
+    cfg = FAST.model_copy(update={"epochs": 3})
+    train(ds, cfg, tmp_path / "straight", progress=False)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_first_epoch(row):
+        if row["epoch"] == 0:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(ds, cfg, tmp_path / "resumed", progress=False, on_epoch=kill_after_first_epoch)
+    result = train(ds, cfg, tmp_path / "resumed", resume=True, progress=False)
+    assert [r["epoch"] for r in result.history] == [0, 1, 2]
+    a = load_file(tmp_path / "straight" / "checkpoint.safetensors")
+    b = load_file(tmp_path / "resumed" / "checkpoint.safetensors")
+    for key in a:
+        if key.startswith(("model.", "optim.")):
+            assert torch.equal(a[key], b[key]), key
+    rows = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["epoch"] for r in rows] == [0, 1, 2]
+
+
+def test_logs_checkpoints_and_instruments(ds, tmp_path):
+    result = train(ds, FAST, tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    for name in (
+        "config.json",
+        "init.json",
+        "metrics.csv",
+        "metrics.jsonl",
+        "gradients.jsonl",
+        "model.safetensors",
+        "checkpoint.safetensors",
+    ):
+        assert (run / name).exists(), name
+    assert any(p.name.startswith("events.out.tfevents") for p in (run / "tb").iterdir())
+    init = json.loads((run / "init.json").read_text())
+    assert init["ce"] == pytest.approx(init["expected_ce"], abs=0.05)
+    assert init["regression"] == pytest.approx(init["expected_regression"], rel=0.1)
+    grads = [json.loads(line) for line in (run / "gradients.jsonl").read_text().splitlines()]
+    model = load_model(run / "model.safetensors").model
+    names = [name for name, _ in model.linear_layers()]
+    assert len(names) == FAST.model.depth + 1 and names[-1] == "head"
+    steps_per_epoch = -(-len(ds.train) // FAST.batch_size)
+    assert [g["step"] for g in grads] == list(range(0, FAST.epochs * steps_per_epoch, FAST.log_every))
+    for g in grads:
+        assert list(g["layers"]) == names
+        assert all(v["grad_norm"] > 0 and 0 < v["update_ratio"] < 1 for v in g["layers"].values())
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rows == result.history and [r["epoch"] for r in rows] == [0, 1]
+    with (run / "metrics.csv").open() as f:
+        table = list(csv.DictReader(f))
+    assert [float(r["val_minFDE@6"]) for r in table] == pytest.approx([r["val_minFDE@6"] for r in rows])
+    assert {"train_loss", "val_loss", "val_minADE@6", "val_MR@6", "val_NLL", "lr"} <= set(table[0])
+    # The model file holds the epoch with the lowest validation minFDE@6, and says so.
+    best = min(range(len(rows)), key=lambda i: rows[i]["val_minFDE@6"])
+    assert result.best_epoch == best and load_model(run / "model.safetensors").info["epoch"] == best
+    assert result.best_val["minFDE@6"] == rows[best]["val_minFDE@6"]
+
+
+def test_vanishing_gradients_are_named(ds, tmp_path):
+    deep = FAST.model_copy(
+        update={
+            "model": ModelConfig(width=32, depth=8, activation="sigmoid", init="normal001"),
+            "epochs": 1,
+            "log_every": 1,
+        }
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = train(ds, deep, tmp_path / "run", progress=False)
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    first = load_model(tmp_path / "run" / "model.safetensors").model.linear_layers()[0][0]
+    assert any(re.search(rf"vanishing gradient in layer {re.escape(first)} ", m) for m in messages), messages
+    assert any(first in w for w in result.warnings)
+
+
+def test_non_finite_training_stops_with_the_step_and_layer(ds, tmp_path):
+    # One ground-truth point so far out that its squared error overflows float32: the loss becomes inf.
+    future = ds.train.future.copy()
+    future[5, -1] = 1e30
+    bad = dataclasses.replace(ds, train=dataclasses.replace(ds.train, future=future))
+    cfg = FAST.model_copy(update={"loss": LossConfig(regression="l2")})
+    with pytest.raises(
+        TinypredError, match=r"training stopped at step \d+ \(epoch 0\): non-finite loss"
+    ) as info:
+        train(bad, cfg, tmp_path / "run", progress=False)
+    assert "no checkpoint had been written yet" in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.slow
+def test_cli_train_eval_predict_and_bad_input(small_dataset, tmp_path):
+    run = tmp_path / "run"
+    run_cli(
+        "train",
+        "--data",
+        str(small_dataset),
+        "--out",
+        str(run),
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--set",
+        "model.width=32",
+        "--set",
+        "model.depth=1",
+        check=True,
+    )
+    proc = run_cli("eval", str(run), "--data", str(small_dataset), "--split", "val", check=True)
+    assert "minFDE@6" in proc.stdout
+    results = json.loads((run / "eval_val.json").read_text())["results"]["mlp"]
+    assert {"all", "decision", "other"} <= set(results)
+    ds = dataset.load(small_dataset)
+    expected = evaluate_scenes(predict_split(load_model(run / "model.safetensors"), ds, "val"), ds.val)
+    assert results["all"]["minFDE@6"] == pytest.approx(expected["all"]["minFDE@6"], rel=1e-6)
+    out = tmp_path / "pred.parquet"
+    run_cli("predict", str(run), "--data", str(small_dataset), "--out", str(out), check=True)
+    table = pq.read_table(out)
+    assert table.num_rows == len(ds.test) * 6
+    assert table.column_names == ["scene_id", "mode", "probability", "x", "y"]
+    first = table.slice(0, 6).to_pydict()
+    np.testing.assert_allclose(sum(first["probability"]), 1.0, atol=1e-5)
+    assert len(first["x"][0]) == 30
+    # The world-frame trajectories come back to the agent frame's origin side: near the scene's pose.
+    start = np.array([first["x"][0][0], first["y"][0][0]])
+    assert np.linalg.norm(start - ds.test.pose[0, :2]) < 5.0
+    np.testing.assert_allclose(to_world(np.zeros((1, 1, 2)), ds.test.pose[:1])[0, 0], ds.test.pose[0, :2])
+
+    cases = [
+        (["train", "--data", str(small_dataset), "--out", str(run)], "already holds a run"),
+        (
+            ["train", "--data", str(small_dataset), "--out", str(tmp_path / "x"), "--set", "model.widht=3"],
+            "--set model.widht:",
+        ),
+        (["train", "--data", str(small_dataset), "--out", str(tmp_path / "x"), "--loss", "mse"], "--loss:"),
+        (["train", "--data", str(small_dataset), "--out", str(tmp_path / "x"), "--lr", "0"], "--lr:"),
+        (["train", "--data", str(tmp_path), "--out", str(tmp_path / "x")], "meta.json"),
+        (["predict", str(run), "--data", str(small_dataset), "--out", str(tmp_path / "p.csv")], ".parquet"),
+        (["eval", str(tmp_path / "nope"), "--data", str(small_dataset)], "model.safetensors: missing"),
+    ]
+    for args, message in cases:
+        proc = run_cli(*args)
+        assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr, (
+            args,
+            proc.stderr,
+        )
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_model_that_does_not_match_the_data_is_refused(ds, tmp_path):
+    train(ds, FAST.model_copy(update={"epochs": 1}), tmp_path / "run", progress=False)
+    other = tmp_path / "other"
+    dataset.save(dataset.make(SceneConfig(lane_points=8), 50, 20, 20, seed=1), other)
+    proc = run_cli("eval", str(tmp_path / "run"), "--data", str(other))
+    assert proc.returncode == 1 and "features" in proc.stderr
+    (tmp_path / "run" / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(TinypredError, match="not a tinypred model or damaged"):
+        load_model(tmp_path / "run" / "model.safetensors")
+
+
+def test_same_seed_same_weights_other_seed_other_weights(ds, tmp_path):
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        train(ds, FAST.model_copy(update={"epochs": 1, "seed": seed}), tmp_path / name, progress=False)
+    a, b, c = (load_file(tmp_path / n / "model.safetensors") for n in "abc")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["model.head.weight"], c["model.head.weight"])
