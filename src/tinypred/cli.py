@@ -68,8 +68,7 @@ def data_inspect(
     """Counts per family and split, speed and displacement statistics; optionally a picture."""
     ds = dataset.load(directory)
     title = f"{directory}  (seed {ds.seed}, dt {ds.dt:g} s, schema {dataset.SCHEMA_VERSION})"
-    table = tables.summary_table(title, dataset.summary(ds))
-    console.print(table)
+    console.print(tables.summary_table(title, dataset.summary(ds)))
     if plot is not None:
         from tinypred.report import figures as plots
 
@@ -280,8 +279,7 @@ def ablate(
             f" m, mode spread {r['decision']['mode_spread']:.2f} m"
         ),
     )
-    table = tables.ablation_table(f"ablation at decision points ({split} split)", rows)
-    console.print(table)
+    console.print(tables.ablation_table(f"ablation at decision points ({split} split)", rows))
     write_json(out / "ablation.json", rows)
     plots.ablation_bars(rows, out / "ablation.png")
     console.print(f"wrote {out / 'ablation.json'} and {out / 'ablation.png'}")
@@ -300,8 +298,7 @@ def bench(
     from tinypred.training import TrainConfig
 
     rows = device_bench(dataset.load(data), TrainConfig(), steps=steps, batch_size=batch_size)
-    table = tables.bench_table(f"{steps} training steps, batch {batch_size}", rows)
-    console.print(table)
+    console.print(tables.bench_table(f"{steps} training steps, batch {batch_size}", rows))
     if json_out is not None:
         write_json(json_out, rows)
 
@@ -316,8 +313,7 @@ def gradcheck(
     from tinypred.fileio import write_json
 
     rows = run_gradcheck_battery(seed)
-    table = tables.gradcheck_table(rows)
-    console.print(table)
+    console.print(tables.gradcheck_table(rows))
     if json_out is not None:
         write_json(json_out, rows)
     failed = [r["op"] for r in rows if not r["passed"]]

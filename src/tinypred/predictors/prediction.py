@@ -9,7 +9,6 @@ the model predicts lands everywhere.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -17,10 +16,8 @@ import torch
 from tinypred.data.dataset import Dataset
 from tinypred.data.encoding import EncodedScenes, Normalizer, features
 from tinypred.evaluation.scales import fit_scales
-
-if TYPE_CHECKING:  # type hints only: model_file imports nothing from here at run time either
-    from tinypred.predictors.model import TrajectoryMLP
-    from tinypred.predictors.model_file import LoadedModel
+from tinypred.predictors.model import TrajectoryMLP
+from tinypred.predictors.model_file import LoadedModel
 
 EVAL_BATCH = 8192
 SCALE_FIT_SAMPLES = 4096  # training samples whose predictions fit the NLL scales of a model without them
