@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from tinypred.data import dataset
-from tinypred.errors import TinypredError
 from tinypred.data.scene_config import SceneConfig
+from tinypred.errors import TinypredError
 
 
 def test_round_trip_and_meta(small_dataset):

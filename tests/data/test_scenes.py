@@ -8,10 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinypred.config import load_config
-from tinypred.errors import TinypredError
 from tinypred.data.paths import path_pose, s_curve
 from tinypred.data.scene_config import DECISION_FAMILIES, FAMILIES, INTENTS, MAX_ALTERNATIVES, SceneConfig
 from tinypred.data.scenes import generate
+from tinypred.errors import TinypredError
 
 NOISE_FREE = {"pos_noise": 0.0, "heading_noise": 0.0, "speed_noise": 0.0}
 configs = st.builds(
