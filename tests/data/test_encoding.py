@@ -6,8 +6,16 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinypred.data.encoding import Normalizer, encode, feature_names, features, to_agent, to_world
-from tinypred.data.scene_config import SceneConfig
+from tinypred.data.encoding import (
+    Normalizer,
+    encode,
+    feature_layout,
+    feature_names,
+    features,
+    to_agent,
+    to_world,
+)
+from tinypred.data.scene_config import LANE_TYPES, SceneConfig
 from tinypred.data.scenes import generate
 
 CFG = SceneConfig()
@@ -48,9 +56,23 @@ def test_feature_layout_and_normaliser_fit_on_train_only():
     enc = encode(SCENES)
     x = features(enc)
     names = feature_names(CFG.history_steps, CFG.max_lanes, CFG.lane_points)
-    assert x.shape == (len(enc), len(names)) == (len(enc), 256) and x.dtype == np.float32
+    layout = feature_layout(CFG.history_steps, CFG.max_lanes, CFG.lane_points)
+    assert x.shape == (len(enc), len(names)) == (len(enc), 288) and x.dtype == np.float32
+    assert list(layout) == [
+        "history",
+        "history_mask",
+        "lanes",
+        "lane_mask",
+        "lane_type",
+        "lane_is_intersection",
+    ]
+    assert layout["lane_is_intersection"].stop == len(names)
     np.testing.assert_array_equal(x[:, names.index("h19.vx")], enc.history[:, -1, 2])
+    np.testing.assert_array_equal(x[:, names.index("h3.mask")], 1.0)
     np.testing.assert_array_equal(x[:, names.index("lane1.mask")], enc.lane_mask[:, 1])
+    stop = (enc.lane_type == LANE_TYPES.index("stop_line")) & enc.lane_mask
+    np.testing.assert_array_equal(x[:, names.index("lane1.is_stop_line")], stop[:, 1])
+    assert stop.any() and not x[:, layout["lane_is_intersection"]].any()
     norm = Normalizer.fit(x[:200])
     z = norm(x[:200])
     np.testing.assert_allclose(z.mean(0), 0.0, atol=1e-3)

@@ -46,7 +46,7 @@ def test_kinematic_limits_hold(cfg_seed):
         assert along.max() <= 1.0 + 0.1  # gentle acceleration
         assert np.abs(lateral).max() <= 4.0
     # Cruise speeds are 3-20 m/s: only a stop goes below 3, so the past never does.
-    assert s.history[..., 3].min() >= 3.0 - 1e-9
+    assert np.hypot(s.history[..., 3], s.history[..., 4]).min() >= 3.0 - 1e-9
 
 
 @settings(max_examples=12, deadline=None)
@@ -55,7 +55,7 @@ def test_mixture_shares_the_past_and_splits(cfg_seed):
     cfg, seed = cfg_seed
     s = generate(cfg, 400, seed)
     last = s.history[:, -1, :2]
-    step = s.history[:, -1, 3] * cfg.dt
+    step = np.hypot(s.history[:, -1, 3], s.history[:, -1, 4]) * cfg.dt
     for m in range(MAX_ALTERNATIVES):
         ok = s.alt_mask[:, m]
         # Every alternative continues from the same last observed state: one step of travel away.

@@ -46,18 +46,10 @@ def test_dt_is_written_to_meta_and_comes_back_with_every_split(tmp_path):
     dataset.save(ds, tmp_path / "ds")
     meta = json.loads((tmp_path / "ds" / "meta.json").read_text())
     assert meta["dt"] == 0.2 and meta["shapes"]["H"] == 10 and meta["shapes"]["T"] == 15
+    assert meta["config"]["dt"] == 0.2
     back = dataset.load(tmp_path / "ds")
     assert back.dt == 0.2 and {s.dt for s in (back.train, back.val, back.test)} == {0.2}
     assert back.test.subset(np.arange(3)).dt == 0.2
-
-
-def test_a_schema_1_dataset_loads_with_its_configs_dt(tmp_path):
-    dataset.save(cruise(0.2), tmp_path / "ds")
-    meta_path = tmp_path / "ds" / "meta.json"
-    meta = json.loads(meta_path.read_text())
-    del meta["dt"]
-    meta_path.write_text(json.dumps({**meta, "schema_version": 1}))
-    assert dataset.load(tmp_path / "ds").test.dt == 0.2
 
 
 @pytest.mark.parametrize("bad", [0.1, -0.2, "0.2", None, float("nan")])

@@ -19,10 +19,10 @@ H, T, DT = 20, 30, 0.1
 
 
 def synthetic(
-    speed: float, yaw_rate: float = 0.0, accel: float = 0.0, n: int = 4, dt: float = DT
+    speed: float, yaw_rate: float = 0.0, accel: float = 0.0, n: int = 4, dt: float = DT, gaps=()
 ) -> EncodedScenes:
     """Noise-free unicycle motion sampled every dt s, already in the agent frame: heading 0 at the last
-    observed step."""
+    observed step. History steps in `gaps` are unobserved (zeros, mask off), as in a recorded track."""
     t = np.arange(-(H - 1), T + 1) * dt
     v = speed + accel * t
     heading = yaw_rate * t
@@ -43,18 +43,29 @@ def synthetic(
     def rep(a, dtype=np.float32):
         return np.repeat(np.asarray(a, dtype)[None], n, 0)
 
+    mask = np.ones(H, bool)
+    mask[list(gaps)] = False
     return EncodedScenes(
-        history=rep(hist),
+        history=rep(hist * mask[:, None]),
+        history_mask=rep(mask, bool),
         future=rep(future),
+        future_mask=np.ones((n, T), bool),
         lanes=np.zeros((n, 4, 16, 2), np.float32),
         lane_mask=np.zeros((n, 4), bool),
         lane_type=np.zeros((n, 4), np.int8),
+        lane_is_intersection=np.zeros((n, 4), bool),
+        neighbours=np.zeros((n, 2, H, 6), np.float32),
+        neighbour_mask=np.zeros((n, 2, H), bool),
+        neighbour_type=np.full((n, 2), -1, np.int8),
         alt_futures=rep(np.stack([future] * 3)),
         alt_probs=rep([1.0, 0.0, 0.0]),
         alt_mask=rep([True, False, False], bool),
         alt_intent=rep([0, -1, -1], np.int8),
         family=np.full(n, 4, np.int8),
         intent=np.zeros(n, np.int8),
+        scenario_id=np.arange(n).astype("U"),
+        track_id=np.full(n, "focal"),
+        city=np.full(n, "test"),
         dt=dt,
         pose=np.zeros((n, 3)),
         scene_id=np.arange(n, dtype=np.int64),
@@ -70,8 +81,10 @@ def synthetic(
         (CTRV, {"speed": 9.0, "yaw_rate": 0.3}),
     ],
 )
-def test_each_kinematic_baseline_is_exact_on_its_own_motion(cls, motion, dt):
-    scenes = synthetic(**motion, dt=dt)
+@pytest.mark.parametrize("gaps", [(), (H - 2, H - 4, 3)])
+def test_each_kinematic_baseline_is_exact_on_its_own_motion(cls, motion, dt, gaps):
+    """Exact whatever the time step, and over unobserved steps (a gap is skipped, never read as zeros)."""
+    scenes = synthetic(**motion, dt=dt, gaps=gaps)
     baseline = cls().fit(scenes)
     pred = baseline.predict(scenes)
     assert pred.modes.shape == (4, 1, T, 2) and np.allclose(pred.probs, 1.0)

@@ -1,46 +1,57 @@
-"""Dataset files: three splits of encoded scenes as `.npz` arrays plus a `meta.json`.
+"""Datasets: three splits of encoded samples, their shapes and time step, and the feature normaliser.
 
-A dataset directory holds ``train.npz``, ``val.npz``, ``test.npz`` (plain arrays, never pickled
-objects; loaded with ``allow_pickle=False``) and ``meta.json``: the schema version, the time step ``dt``
-(s), the full scene config, the seed, the array shapes (H history and T future steps, ...), the scene
-counts, the names of families/intents/lane types, and the feature normalisation fitted on the training
-split. Every file is written atomically, ``meta.json`` last. `load` validates everything before it
-returns, and every split it returns carries the dataset's ``dt``.
-
-Schema 2 added the top-level ``dt``; a schema-1 dataset still loads (its dt is its config's).
+A dataset directory (`store` writes and reads it) holds each split in shards of plain `.npy` arrays
+and a ``meta.json``: the schema version, the source ("synthetic" or "av2"), the time step ``dt`` (s),
+the shapes (H history and T future steps, L map elements of P points, M neighbour slots, A mixture
+slots), the scene config and seed of a synthetic dataset or the options of an import, the counts and
+shards of every split, whether each split knows its futures, the vocabularies (families, intents,
+lane types, object types), and the feature normalisation fitted on the training split. `load`
+validates every shard before it returns; every split carries the dataset's ``dt``.
 """
 
 from __future__ import annotations
 
-import json
-import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from tinypred.config import build
-from tinypred.data.encoding import EncodedScenes, Normalizer, encode, feature_names, features
-from tinypred.data.scene_config import FAMILIES, INTENTS, LANE_TYPES, MAX_ALTERNATIVES, SceneConfig
+from tinypred.data.encoding import EncodedScenes, Normalizer, encode, feature_layout, features
+from tinypred.data.scene_config import (
+    FAMILIES,
+    INTENTS,
+    LANE_TYPES,
+    MAX_ALTERNATIVES,
+    OBJECT_TYPES,
+    SceneConfig,
+)
 from tinypred.data.scenes import generate
+from tinypred.data.store import DatasetWriter, read_meta, read_shards, shard_sizes
+from tinypred.data.validate import check_arrays, check_values, expected_arrays
 from tinypred.errors import TinypredError
-from tinypred.fileio import atomic_open, write_json
 
-SCHEMA_VERSION = 2
-READABLE_SCHEMAS = (1, 2)
+SCHEMA_VERSION = 3
 SPLITS = ("train", "val", "test")
+SOURCES = ("synthetic", "av2")
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """Three splits, their config and the normaliser fitted on the training split."""
+    """Three splits, where they come from and the normaliser fitted on the training split.
+
+    config and seed describe a synthetic dataset (None for an import); `options` the import's (or {}).
+    """
 
     train: EncodedScenes
     val: EncodedScenes
     test: EncodedScenes
-    config: SceneConfig
-    seed: int
     normalizer: Normalizer
+    source: str = "synthetic"
+    config: SceneConfig | None = None
+    seed: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
 
     @property
@@ -48,11 +59,30 @@ class Dataset:
         """The time step of every split, s."""
         return self.train.dt
 
+    @property
+    def shapes(self) -> dict[str, int]:
+        """H, T, L, P, M and A of every split."""
+        return shapes_of(self.train)
+
     def split(self, name: str) -> EncodedScenes:
         """The split called `name` (train, val or test)."""
         if name not in SPLITS:
             raise TinypredError(f"expected one of {', '.join(SPLITS)}, got {name!r}", arg="split")
         return getattr(self, name)
+
+
+def shapes_of(enc: EncodedScenes) -> dict[str, int]:
+    """The dimensions of a set of samples: H, T, L, P, M and A (see `SceneArrays`)."""
+    _, h, _ = enc.history.shape
+    _, lanes, p, _ = enc.lanes.shape
+    return {
+        "H": h,
+        "T": enc.future.shape[1],
+        "L": lanes,
+        "P": p,
+        "M": enc.neighbours.shape[1],
+        "A": enc.alt_futures.shape[1],
+    }
 
 
 def make(config: SceneConfig, n_train: int, n_val: int, n_test: int, seed: int) -> Dataset:
@@ -65,176 +95,123 @@ def make(config: SceneConfig, n_train: int, n_val: int, n_test: int, seed: int) 
     if n_train < 1:
         raise TinypredError("expected at least 1 scene (normalisation is fitted on it)", arg="n_train")
     streams = np.random.SeedSequence(seed).spawn(len(SPLITS))
-    splits = [encode(generate(config, n, s)) for n, s in zip((n_train, n_val, n_test), streams, strict=True)]
-    return Dataset(*splits, config=config, seed=seed, normalizer=Normalizer.fit(features(splits[0])))
+    splits = []
+    for name, n, stream in zip(SPLITS, (n_train, n_val, n_test), streams, strict=True):
+        scenes = generate(config, n, stream)
+        # Unique across splits and datasets, as Argoverse 2 scenario ids are.
+        ids = np.char.add(f"syn{seed}-{name}-", np.arange(n).astype("U"))
+        splits.append(encode(replace(scenes, scenario_id=ids)))
+    return Dataset(*splits, normalizer=Normalizer.fit(features(splits[0])), config=config, seed=seed)
 
 
-def save(ds: Dataset, out: str | Path) -> Path:
-    """Write the dataset to directory `out` (created if missing); returns the path."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise TinypredError(f"{out} exists and is not a directory", arg="out")
-    out.mkdir(parents=True, exist_ok=True)
-    for name in SPLITS:
-        with atomic_open(out / f"{name}.npz", "wb") as f:
-            np.savez(f, **ds.split(name).arrays())
-    write_json(out / "meta.json", _meta(ds))
-    return out
-
-
-def _meta(ds: Dataset) -> dict:
-    cfg = ds.config
+def meta_of(ds: Dataset) -> dict[str, Any]:
+    """Everything meta.json says about `ds` but the shard index (the writer adds it)."""
     return {
         "schema_version": SCHEMA_VERSION,
+        "source": ds.source,
         "dt": ds.dt,
+        "shapes": ds.shapes,
         "seed": ds.seed,
-        "config": cfg.model_dump(),
+        "config": ds.config.model_dump() if ds.config is not None else None,
+        "options": ds.options,
         "counts": {name: len(ds.split(name)) for name in SPLITS},
-        "shapes": {
-            "H": cfg.history_steps,
-            "T": cfg.future_steps,
-            "L": cfg.max_lanes,
-            "P": cfg.lane_points,
-            "M": MAX_ALTERNATIVES,
-        },
+        "has_future": {name: ds.split(name).has_future for name in SPLITS},
         "families": list(FAMILIES),
         "intents": list(INTENTS),
         "lane_types": list(LANE_TYPES),
+        "object_types": list(OBJECT_TYPES),
         "normalization": {"mean": ds.normalizer.mean.tolist(), "std": ds.normalizer.std.tolist()},
     }
+
+
+def save(ds: Dataset, out: str | Path) -> Path:
+    """Write the dataset to directory `out` as a whole (replacing a dataset there); returns the path."""
+    with DatasetWriter(out) as writer:
+        for name in SPLITS:
+            writer.append(name, ds.split(name))
+        return writer.finish(meta_of(ds), SPLITS)
 
 
 def load(path: str | Path) -> Dataset:
     """Read and validate a dataset directory. Raises TinypredError naming the file and field."""
     path = Path(path)
+    meta = read_meta(path)
     meta_path = path / "meta.json"
-    if not path.is_dir():
-        raise TinypredError(f"{path}: not a dataset directory (run `tinypred data generate --out {path}`)")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except FileNotFoundError:
-        raise TinypredError(f"{meta_path}: missing (is {path} a tinypred dataset?)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise TinypredError(f"{meta_path}: not valid JSON ({e})") from None
-    if not isinstance(meta, dict):
-        raise TinypredError(f"{meta_path}: expected a JSON object")
     version = meta.get("schema_version")
-    if version not in READABLE_SCHEMAS:
+    if version in (1, 2):
         raise TinypredError(
-            f"{meta_path}: schema_version {version!r} is not one this tinypred reads ({READABLE_SCHEMAS})"
+            f"{meta_path}: schema {version} (one .npz per split) is no longer read; regenerate it with "
+            f"`tinypred data generate --out {path}` and its seed and counts (meta.json has its config)"
         )
-    if not isinstance(meta.get("config"), dict):
-        raise TinypredError(f"{meta_path}: field 'config' missing or not an object")
-    config = build(SceneConfig, meta["config"], f"{meta_path}: config")
-    dt = meta.get("dt") if version >= 2 else config.dt
-    if not isinstance(dt, float | int) or isinstance(dt, bool) or not 0 < dt < np.inf or dt != config.dt:
-        raise TinypredError(f"{meta_path}: field 'dt' must be the config's time step in s, got {dt!r}")
+    if version != SCHEMA_VERSION:
+        raise TinypredError(f"{meta_path}: schema_version {version!r} is not the supported {SCHEMA_VERSION}")
+    source = meta.get("source")
+    if source not in SOURCES:
+        raise TinypredError(
+            f"{meta_path}: field 'source' must be one of {', '.join(SOURCES)}, got {source!r}"
+        )
+    config = None
+    if source == "synthetic":
+        if not isinstance(meta.get("config"), dict):
+            raise TinypredError(f"{meta_path}: field 'config' missing or not an object")
+        config = build(SceneConfig, meta["config"], f"{meta_path}: config")
+    dt, shapes = _dt_and_shapes(meta, meta_path, config)
     try:
-        seed = int(meta["seed"])
-        counts = {name: int(meta["counts"][name]) for name in SPLITS}
+        seed = meta["seed"] if meta["seed"] is None else int(meta["seed"])
         norm = meta["normalization"]
         normalizer = Normalizer(np.asarray(norm["mean"], np.float32), np.asarray(norm["std"], np.float32))
+        options = dict(meta.get("options") or {})
     except (KeyError, TypeError, ValueError) as e:
         raise TinypredError(f"{meta_path}: field {e} missing or malformed") from None
-    splits = [_load_split(path / f"{name}.npz", config, float(dt)) for name in SPLITS]
-    for name, enc in zip(SPLITS, splits, strict=True):
-        if len(enc) != counts[name]:
-            raise TinypredError(
-                f"{path / (name + '.npz')}: holds {len(enc)} scenes where {meta_path} says {counts[name]} "
-                "(files from two different generations?)"
-            )
-    d = len(feature_names(config.history_steps, config.max_lanes, config.lane_points))
+    splits = [_load_split(path, name, meta, shapes, dt) for name in SPLITS]
+    d = feature_layout(shapes["H"], shapes["L"], shapes["P"])["lane_is_intersection"].stop
     if normalizer.mean.shape != (d,) or normalizer.std.shape != (d,) or not np.all(normalizer.std > 0):
         raise TinypredError(f"{meta_path}: normalization: expected mean and std of {d} numbers, std > 0")
-    return Dataset(*splits, config=config, seed=seed, normalizer=normalizer, path=path)
+    return Dataset(
+        *splits, normalizer=normalizer, source=source, config=config, seed=seed, options=options, path=path
+    )
 
 
-def _expected(cfg: SceneConfig) -> dict[str, tuple[tuple, str]]:
-    """Per array: its shape after N (with -1 for N) and its dtype kind."""
-    H, T, L, P, M = cfg.history_steps, cfg.future_steps, cfg.max_lanes, cfg.lane_points, MAX_ALTERNATIVES
-    return {
-        "history": ((H, 6), "float32"),
-        "future": ((T, 2), "float32"),
-        "lanes": ((L, P, 2), "float32"),
-        "lane_mask": ((L,), "bool"),
-        "lane_type": ((L,), "int8"),
-        "alt_futures": ((M, T, 2), "float32"),
-        "alt_probs": ((M,), "float32"),
-        "alt_mask": ((M,), "bool"),
-        "alt_intent": ((M,), "int8"),
-        "family": ((), "int8"),
-        "intent": ((), "int8"),
-        "pose": ((3,), "float64"),
-        "scene_id": ((), "int64"),
+def _dt_and_shapes(meta: dict, meta_path: Path, config: SceneConfig | None) -> tuple[float, dict[str, int]]:
+    dt = meta.get("dt")
+    if not isinstance(dt, float | int) or isinstance(dt, bool) or not 0 < dt < np.inf:
+        raise TinypredError(f"{meta_path}: field 'dt' must be the time step in s, got {dt!r}")
+    if config is not None and dt != config.dt:
+        raise TinypredError(f"{meta_path}: field 'dt' is {dt!r} but the scene config's is {config.dt}")
+    shapes = meta.get("shapes")
+    keys = ("H", "T", "L", "P", "M", "A")
+    if not isinstance(shapes, dict) or not all(
+        isinstance(shapes.get(k), int) and shapes[k] >= 0 for k in keys
+    ):
+        raise TinypredError(f"{meta_path}: field 'shapes' must give the integers {', '.join(keys)}")
+    if shapes["H"] < 1 or shapes["A"] != MAX_ALTERNATIVES:
+        raise TinypredError(f"{meta_path}: field 'shapes': expected H >= 1 and A = {MAX_ALTERNATIVES}")
+    return float(dt), {k: shapes[k] for k in keys}
+
+
+def _load_split(path: Path, name: str, meta: dict, shapes: dict[str, int], dt: float) -> EncodedScenes:
+    meta_path = path / "meta.json"
+    sizes = shard_sizes(meta, name, meta_path)
+    names = EncodedScenes.array_names()
+    parts = []
+    for i, arrays in enumerate(read_shards(path, name, sizes, names)):
+        where = path / name / f"{i:05d}"
+        check_arrays(where, arrays, shapes)
+        enc = EncodedScenes(**arrays, dt=dt)
+        check_values(where, enc)
+        parts.append(enc)
+    if not parts:
+        return empty(shapes, dt)
+    return EncodedScenes.concatenate(parts)
+
+
+def empty(shapes: dict[str, int], dt: float) -> EncodedScenes:
+    """A split of no samples, with the dataset's shapes."""
+    arrays = {
+        name: np.zeros((0, *shape), "U1" if dtype == "str" else dtype)
+        for name, (shape, dtype) in expected_arrays(shapes).items()
     }
-
-
-def _load_split(file: Path, cfg: SceneConfig, dt: float) -> EncodedScenes:
-    try:
-        with np.load(file, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise TinypredError(f"{file}: missing") from None
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
-        # ValueError is also what np.load raises for pickled object arrays with allow_pickle=False.
-        raise TinypredError(f"{file}: damaged or not a plain .npz archive ({e})") from None
-    n = None
-    for name, (shape, dtype) in _expected(cfg).items():
-        if name not in arrays:
-            raise TinypredError(f"{file}: array {name!r} missing")
-        a = arrays[name]
-        if a.dtype != np.dtype(dtype):
-            raise TinypredError(f"{file}: array {name!r} has dtype {a.dtype}, expected {dtype}")
-        n = a.shape[0] if n is None and a.ndim else n
-        if a.shape != (n, *shape):
-            raise TinypredError(f"{file}: array {name!r} has shape {a.shape}, expected {(n, *shape)}")
-        if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
-            raise TinypredError(f"{file}: array {name!r} contains NaN or Inf")
-    extra = sorted(set(arrays) - set(_expected(cfg)))
-    if extra:
-        raise TinypredError(f"{file}: unexpected arrays {extra}")
-    enc = EncodedScenes(**{name: arrays[name] for name in EncodedScenes.array_names()}, dt=dt)
-    _check_values(file, enc)
-    return enc
-
-
-def _check_values(file: Path, enc: EncodedScenes) -> None:
-    """Cross-array consistency: indices in range, probabilities a distribution over the mask."""
-    M = MAX_ALTERNATIVES
-    checks = [
-        ("family", np.all((enc.family >= 0) & (enc.family < len(FAMILIES))), f"in [0, {len(FAMILIES)})"),
-        (
-            "lane_type",
-            np.all((enc.lane_type >= 0) & (enc.lane_type < len(LANE_TYPES))),
-            f"in [0, {len(LANE_TYPES)})",
-        ),
-        ("intent", np.all((enc.intent >= 0) & (enc.intent < M)), f"a slot in [0, {M})"),
-        (
-            "intent",
-            np.all(enc.alt_mask[np.arange(len(enc)), enc.intent.astype(np.int64)]) if len(enc) else True,
-            "a slot whose alt_mask is set",
-        ),
-        (
-            "alt_intent",
-            np.all(
-                np.where(
-                    enc.alt_mask,
-                    (enc.alt_intent >= 0) & (enc.alt_intent < len(INTENTS)),
-                    enc.alt_intent == -1,
-                )
-            ),
-            "an intent index where masked in, -1 elsewhere",
-        ),
-        (
-            "alt_probs",
-            np.all((enc.alt_probs >= 0) & (enc.alt_probs <= 1) & (enc.alt_mask | (enc.alt_probs == 0))),
-            "in [0, 1] and 0 where alt_mask is off",
-        ),
-        ("alt_probs", np.allclose(enc.alt_probs.sum(-1), 1.0, atol=1e-5), "rows summing to 1"),
-    ]
-    for name, ok, expected in checks:
-        if not ok:
-            raise TinypredError(f"{file}: array {name!r}: expected {expected}")
+    return EncodedScenes(**arrays, dt=dt)
 
 
 def summary(ds: Dataset) -> list[dict]:
@@ -248,6 +225,7 @@ def summary(ds: Dataset) -> list[dict]:
             m = enc.family == k
             if not m.any():
                 continue
+            known = enc.has_future
             rows.append(
                 {
                     "split": name,
@@ -256,10 +234,11 @@ def summary(ds: Dataset) -> list[dict]:
                     "share": float(m.mean()),
                     "decision": bool(enc.is_decision[m][0]),
                     "alternatives": float(enc.alt_mask[m].sum(-1).mean()),
+                    "neighbours": float(enc.neighbour_mask[m].any(-1).sum(-1).mean()),
                     "speed_mean": float(speed[m].mean()),
                     "speed_std": float(speed[m].std()),
-                    "disp_mean": float(disp[m].mean()),
-                    "disp_p95": float(np.percentile(disp[m], 95)),
+                    "disp_mean": float(disp[m].mean()) if known else None,
+                    "disp_p95": float(np.percentile(disp[m], 95)) if known else None,
                 }
             )
     return rows

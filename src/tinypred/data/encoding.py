@@ -1,17 +1,23 @@
-"""The encoded scene: what the model reads, in the agent's own frame.
+"""The encoded scene: what the model reads, in the agent's own frame. One encoding for synthetic scenes
+and for scenes imported from Argoverse 2.
 
-Agent-centric frame: the origin is the last *observed* position, x points along the last observed
-heading, y to the agent's left. Everything a scene holds is moved into that frame; `pose` (x, y,
-heading in the world) is kept so that `to_world` can move predictions back.
+Agent-centric frame: the origin is the target's last *observed* position, x points along its last
+observed heading, y to its left. Everything a sample holds (its past, its future, the map, the
+neighbours' pasts) is moved into that frame; `pose` (x, y, heading in the world) is kept so that
+`to_world` can move predictions back.
 
-Per-step history features (H steps, oldest first), 6 numbers each:
+Per-step state features (H steps, oldest first), 6 numbers each, for the target and every neighbour:
     x, y            position (m)
-    vx, vy          velocity (m/s): observed speed along the observed heading
-    sin, cos        of the heading relative to the last one
-The flat feature vector the model reads (`features`, D = 6 H + 2 L P + 2 L; 256 with the defaults):
-    [ history (H, 6) | lanes (L, P, 2) | lane_mask (L) | lane_is_stop_line (L) ]
-Lanes that do not exist are zeros with mask 0. `Normalizer` standardises each feature with a mean
-and standard deviation fitted on the training split only.
+    vx, vy          observed velocity (m/s)
+    sin, cos        of the heading relative to the target's last one
+Steps without an observation are zeros with mask 0 (never interpolated). The flat feature vector the
+model reads (`features`; `feature_layout` names its groups), D = 7 H + 2 L P + (len(LANE_TYPES) + 1) L:
+    [ history (H, 6) | history_mask (H) | lanes (L, P, 2) | lane_mask (L)
+      | lane type, one-hot but for "lane" (L, len(LANE_TYPES) - 1) | lane_is_intersection (L) ]
+288 numbers with the synthetic defaults. Map elements that do not exist are zeros with mask 0. The
+neighbours are encoded (in `EncodedScenes.neighbours`) but not yet part of the flat vector: the model
+reads the target and the map. `Normalizer` standardises each feature with a mean and standard
+deviation fitted on the training split only.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import numpy as np
 
 from tinypred.data.scene_config import LANE_TYPES
 from tinypred.data.scenes import SceneArrays, Scenes
+from tinypred.errors import TinypredError
 from tinypred.geometry import as_complex, as_points
 
 HISTORY_FEATURES = ("x", "y", "vx", "vy", "sin_heading", "cos_heading")
@@ -31,9 +38,9 @@ HISTORY_FEATURES = ("x", "y", "vx", "vy", "sin_heading", "cos_heading")
 
 @dataclass(frozen=True)
 class EncodedScenes(SceneArrays):
-    """N scenes in their agent frames (float32; pose float64). history: (N, H, 6) features as in the
-    module docstring; plus pose: (N, 3) world x, y, heading of each agent frame, and scene_id: (N,) int64,
-    a stable index for joining predictions back to scenes.
+    """N samples in their agent frames (float32; pose float64). history (N, H, 6) and neighbours
+    (N, M, H, 6) hold the state features of the module docstring; plus pose: (N, 3) world x, y, heading
+    of each agent frame, and scene_id: (N,) int64, a stable index for joining predictions back to samples.
     """
 
     pose: np.ndarray
@@ -62,25 +69,52 @@ def to_world(points: np.ndarray, pose: np.ndarray) -> np.ndarray:
     )
 
 
-BLOCK = 8192  # scenes per block: small temporaries, and blocks run on all cores
+def rotate_vectors(vectors: np.ndarray, angle: np.ndarray) -> np.ndarray:
+    """Free vectors (N, ..., 2) (velocities) rotated by angle (N,): no translation, unlike points."""
+    return to_agent(vectors, np.stack([np.zeros_like(angle), np.zeros_like(angle), -angle], -1))
+
+
+def _states(states: np.ndarray, mask: np.ndarray, pose: np.ndarray, out: np.ndarray) -> None:
+    """World states (N, ..., 5) of x, y, heading, vx, vy into the agent frames of pose (N, 3), written
+    into out (N, ..., 6) as the state features; steps where mask (N, ...) is False become zeros."""
+    rel = states[..., 2] - pose[:, 2].reshape((-1,) + (1,) * (states.ndim - 2))
+    out[..., :2] = to_agent(states[..., :2], pose, np.float32)
+    out[..., 2:4] = rotate_vectors(states[..., 3:5], -pose[:, 2])
+    out[..., 4] = np.sin(rel)
+    out[..., 5] = np.cos(rel)
+    out *= mask[..., None]
+
+
+BLOCK = 8192  # samples per block: small temporaries, and blocks run on all cores
 
 
 def encode(scenes: Scenes, scene_id: np.ndarray | None = None) -> EncodedScenes:
-    """Move world-frame scenes into their agent frames (the last observed pose)."""
+    """Move world-frame samples into their agent frames (the target's last observed pose)."""
     n, h = scenes.history.shape[:2]
+    if n and not scenes.history_mask[:, -1].all():
+        raise TinypredError("every sample's target must be observed at its last history step", arg="scenes")
     f32 = np.float32
     out = EncodedScenes(
         history=np.empty((n, h, 6), f32),
+        history_mask=scenes.history_mask.copy(),
         future=np.empty(scenes.future.shape, f32),
+        future_mask=scenes.future_mask.copy(),
         lanes=np.empty(scenes.lanes.shape, f32),
         lane_mask=scenes.lane_mask.copy(),
         lane_type=scenes.lane_type.copy(),
+        lane_is_intersection=scenes.lane_is_intersection.copy(),
+        neighbours=np.zeros((*scenes.neighbours.shape[:3], 6), f32),
+        neighbour_mask=scenes.neighbour_mask.copy(),
+        neighbour_type=scenes.neighbour_type.copy(),
         alt_futures=np.empty(scenes.alt_futures.shape, f32),
         alt_probs=scenes.alt_probs.astype(f32),
         alt_mask=scenes.alt_mask.copy(),
         alt_intent=scenes.alt_intent.copy(),
         family=scenes.family.copy(),
         intent=scenes.intent.copy(),
+        scenario_id=scenes.scenario_id.copy(),
+        track_id=scenes.track_id.copy(),
+        city=scenes.city.copy(),
         dt=scenes.dt,
         pose=scenes.history[:, -1, :3].astype(np.float64),
         scene_id=np.arange(n, dtype=np.int64) if scene_id is None else np.asarray(scene_id, np.int64),
@@ -89,16 +123,11 @@ def encode(scenes: Scenes, scene_id: np.ndarray | None = None) -> EncodedScenes:
     def block(lo: int) -> None:
         rows = slice(lo, lo + BLOCK)
         pose = out.pose[rows]
-        hist = scenes.history[rows]
-        rel = hist[..., 2] - pose[:, 2:3]  # heading relative to the last observed one
-        speed = hist[..., 3]
-        out.history[rows, :, :2] = to_agent(hist[..., :2], pose, f32)
-        out.history[rows, :, 2] = speed * np.cos(rel)
-        out.history[rows, :, 3] = speed * np.sin(rel)
-        out.history[rows, :, 4] = np.sin(rel)
-        out.history[rows, :, 5] = np.cos(rel)
-        out.future[rows] = to_agent(scenes.future[rows], pose, f32)
-        # Lanes and alternatives that do not exist stay exactly zero.
+        _states(scenes.history[rows], out.history_mask[rows], pose, out.history[rows])
+        if out.neighbour_mask[rows].any():  # synthetic scenes have none: leave the zeros untouched
+            _states(scenes.neighbours[rows], out.neighbour_mask[rows], pose, out.neighbours[rows])
+        # Unknown futures, absent map elements and alternatives stay exactly zero.
+        out.future[rows] = to_agent(scenes.future[rows], pose, f32) * out.future_mask[rows, :, None]
         out.lanes[rows] = to_agent(scenes.lanes[rows], pose, f32) * out.lane_mask[rows, :, None, None]
         out.alt_futures[rows] = (
             to_agent(scenes.alt_futures[rows], pose, f32) * out.alt_mask[rows, :, None, None]
@@ -109,16 +138,34 @@ def encode(scenes: Scenes, scene_id: np.ndarray | None = None) -> EncodedScenes:
     return out
 
 
+def feature_layout(history_steps: int, max_lanes: int, lane_points: int) -> dict[str, slice]:
+    """The groups of the flat feature vector, in order: name -> its slice of the D features."""
+    h, lanes, p = history_steps, max_lanes, lane_points
+    sizes = {
+        "history": h * len(HISTORY_FEATURES),
+        "history_mask": h,
+        "lanes": lanes * p * 2,
+        "lane_mask": lanes,
+        "lane_type": lanes * (len(LANE_TYPES) - 1),
+        "lane_is_intersection": lanes,
+    }
+    bounds = np.cumsum([0, *sizes.values()])
+    return {name: slice(int(a), int(b)) for name, a, b in zip(sizes, bounds[:-1], bounds[1:], strict=True)}
+
+
 def features(enc: EncodedScenes) -> np.ndarray:
     """The flat (N, D) float32 model input; the layout is in the module docstring."""
     n = len(enc)
-    stop = (enc.lane_type == LANE_TYPES.index("stop_line")) & enc.lane_mask
+    # One-hot of the element type, "lane" (type 0) being all zeros; absent elements are all zeros too.
+    kinds = (enc.lane_type[..., None] == np.arange(1, len(LANE_TYPES))) & enc.lane_mask[..., None]
     return np.concatenate(
         [
             enc.history.reshape(n, -1),
+            enc.history_mask,
             enc.lanes.reshape(n, -1),
-            enc.lane_mask.astype(np.float32),
-            stop.astype(np.float32),
+            enc.lane_mask,
+            kinds.reshape(n, -1),
+            enc.lane_is_intersection & enc.lane_mask,
         ],
         -1,
         dtype=np.float32,
@@ -127,9 +174,12 @@ def features(enc: EncodedScenes) -> np.ndarray:
 
 def feature_names(history_steps: int, max_lanes: int, lane_points: int) -> list[str]:
     """Names of the D features, in `features` order (for saliency plots and the docs)."""
-    names = [f"h{t}.{f}" for t in range(history_steps) for f in HISTORY_FEATURES]
-    names += [f"lane{i}.p{p}.{c}" for i in range(max_lanes) for p in range(lane_points) for c in "xy"]
-    names += [f"lane{i}.mask" for i in range(max_lanes)] + [f"lane{i}.is_stop_line" for i in range(max_lanes)]
+    h, lanes, p = range(history_steps), range(max_lanes), range(lane_points)
+    names = [f"h{t}.{f}" for t in h for f in HISTORY_FEATURES] + [f"h{t}.mask" for t in h]
+    names += [f"lane{i}.p{j}.{c}" for i in lanes for j in p for c in "xy"]
+    names += [f"lane{i}.mask" for i in lanes]
+    names += [f"lane{i}.is_{kind}" for i in lanes for kind in LANE_TYPES[1:]]
+    names += [f"lane{i}.is_intersection" for i in lanes]
     return names
 
 
@@ -142,10 +192,41 @@ class Normalizer:
 
     @classmethod
     def fit(cls, x: np.ndarray) -> Normalizer:
-        """Fit on training features x (N, D). Constant features (the last position, always 0) get std 1."""
-        mean = x.mean(0, dtype=np.float64)
-        std = x.std(0, dtype=np.float64)
-        return cls(mean.astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32))
+        """Fit on training features x (N, D)."""
+        return FeatureMoments().add(x).normalizer()
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return ((x - self.mean) / self.std).astype(np.float32)
+
+
+class FeatureMoments:
+    """Running count, mean and sum of squared deviations of features, fed chunk by chunk (a split that
+    never sits in memory whole), merged exactly as in Chan et al.'s parallel variance algorithm."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.mean: np.ndarray | float = 0.0
+        self.m2: np.ndarray | float = 0.0
+
+    def add(self, x: np.ndarray) -> FeatureMoments:
+        """Add the rows of x (N, D); returns self."""
+        n = len(x)
+        if n == 0:
+            return self
+        mean = x.mean(0, dtype=np.float64)
+        m2 = np.square(x - mean, dtype=np.float64).sum(0)
+        total = self.count + n
+        delta = mean - self.mean
+        self.mean = self.mean + delta * (n / total)
+        self.m2 = self.m2 + m2 + delta**2 * (self.count * n / total)
+        self.count = total
+        return self
+
+    def normalizer(self) -> Normalizer:
+        """The Normalizer of everything added. Constant features (the last position, always 0) get std 1."""
+        if self.count == 0:
+            raise TinypredError("no training samples to fit the feature normalisation on", arg="train")
+        std = np.sqrt(self.m2 / self.count)
+        return Normalizer(
+            np.asarray(self.mean, np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)
+        )

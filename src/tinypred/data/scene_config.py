@@ -1,9 +1,11 @@
-"""The scene generator's vocabulary (families, intents, lane types) and its knobs (`SceneConfig`).
+"""The vocabulary of every scene (families, intents, map element types, object types) and the synthetic
+generator's knobs (`SceneConfig`).
 
 Families (canonical frame: the agent drives along +x, right-hand traffic, lanes 3.5 m wide):
 ``intersection`` (straight / left / right), ``lane_change`` (keep / change left / change right, where a
 lane exists) and ``stop_or_go`` (stop at a line ahead, or go on) are decision points; ``curve`` and
-``cruise`` have one intent. `tinypred.data.families` builds them.
+``cruise`` have one intent. `tinypred.data.families` builds them. ``recorded`` marks real scenes
+(imported from Argoverse 2): no family is known, and they carry no ground-truth mixture.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-FAMILIES = ("intersection", "lane_change", "stop_or_go", "curve", "cruise")
+FAMILIES = ("intersection", "lane_change", "stop_or_go", "curve", "cruise", "recorded")
+SYNTHETIC_FAMILIES = FAMILIES[:-1]
 DECISION_FAMILIES = ("intersection", "lane_change", "stop_or_go")
 INTENTS = ("follow", "straight", "left", "right", "keep", "change_left", "change_right", "go", "stop")
 # The intents of each family, in mixture-slot order.
@@ -22,7 +25,22 @@ FAMILY_INTENTS = {
     "curve": ("follow",),
     "cruise": ("follow",),
 }
-LANE_TYPES = ("lane", "stop_line")
+# Map elements: lane centre-lines by who may use them (AV2's VEHICLE, BIKE, BUS), and lines across the
+# road where traffic stops (a synthetic stop line; an AV2 pedestrian crossing's centre-line).
+LANE_TYPES = ("lane", "stop_line", "bike_lane", "bus_lane")
+# Agents, as Argoverse 2 labels them (its ObjectType values, in its order).
+OBJECT_TYPES = (
+    "vehicle",
+    "pedestrian",
+    "motorcyclist",
+    "cyclist",
+    "bus",
+    "static",
+    "background",
+    "construction",
+    "riderless_bicycle",
+    "unknown",
+)
 
 MAX_ALTERNATIVES = 3  # M: the most intents any family has
 
@@ -56,15 +74,16 @@ class SceneConfig(BaseModel):
     pos_noise: float = Field(0.05, ge=0, le=5, description="observation noise std on history x, y (m)")
     heading_noise: float = Field(0.01, ge=0, le=1, description="observation noise on heading (rad)")
     speed_noise: float = Field(0.1, ge=0, le=5, description="observation noise on speed (m/s)")
-    max_lanes: int = Field(4, ge=3, le=16, description="L: lanes in the map context")
+    max_lanes: int = Field(4, ge=3, le=64, description="L: lanes in the map context")
     lane_points: int = Field(16, ge=2, le=256, description="P: points per lane")
+    max_neighbours: int = Field(8, ge=0, le=64, description="M: neighbour slots (empty in these families)")
 
     @field_validator("family_weights")
     @classmethod
     def _weights(cls, w: dict[str, float]) -> dict[str, float]:
         for name, value in w.items():
-            if name not in FAMILIES:
-                raise ValueError(f"unknown family {name!r}; expected some of {', '.join(FAMILIES)}")
+            if name not in SYNTHETIC_FAMILIES:
+                raise ValueError(f"unknown family {name!r}; expected some of {', '.join(SYNTHETIC_FAMILIES)}")
             if not np.isfinite(value) or value < 0:
                 raise ValueError(f"weight of {name!r} must be a finite number >= 0, got {value}")
         if sum(w.values()) <= 0:

@@ -26,6 +26,7 @@ from tinypred.data.scene_config import (
     FAMILY_INTENTS,
     INTENTS,
     MAX_ALTERNATIVES,
+    SYNTHETIC_FAMILIES,
     SceneConfig,
 )
 from tinypred.errors import TinypredError
@@ -34,30 +35,48 @@ from tinypred.geometry import as_points, rotate
 
 @dataclass(frozen=True)
 class SceneArrays:
-    """The arrays every scene has, in the world frame (`Scenes`) or an agent frame (`EncodedScenes`).
-    Shapes: N scenes, H history steps, T future steps, L lanes, P points per lane, M alternatives.
+    """The arrays every sample has, in the world frame (`Scenes`) or its agent's frame (`EncodedScenes`).
+    A sample is one target agent of a scene. Shapes: N samples, H history and T future steps, L map
+    elements (lanes and stop lines) of P points, M neighbour slots, A = MAX_ALTERNATIVES.
 
-    history: (N, H, F) the observed past (F per frame: see the subclasses)
-    future: (N, T, 2) the future actually driven
-    lanes: (N, L, P, 2); lane_mask: (N, L) bool; lane_type: (N, L) int8 index into LANE_TYPES
-    alt_futures: (N, M, T, 2) noise-free nominal future of each intent; alt_probs: (N, M), 0 where masked;
-    alt_mask: (N, M) bool; alt_intent: (N, M) int8 index into INTENTS, -1 where masked
-    family: (N,) int8 index into FAMILIES; intent: (N,) int8 slot of the chosen intent in the mixture
+    history: (N, H, F) the target's observed past (F per frame: see the subclasses); history_mask (N, H)
+        bool, False where the track has no observation (those steps are zeros, never interpolated)
+    future: (N, T, 2) the future actually driven; future_mask (N, T) bool, all False where the future is
+        unknown (an Argoverse 2 test split)
+    lanes: (N, L, P, 2); lane_mask (N, L) bool; lane_type (N, L) int8 index into LANE_TYPES;
+        lane_is_intersection (N, L) bool
+    neighbours: (N, M, H, F) the other agents' pasts, nearest first at the last observed step;
+        neighbour_mask (N, M, H) bool; neighbour_type (N, M) int8 index into OBJECT_TYPES, -1 where empty
+    alt_futures: (N, A, T, 2) the ground-truth mixture: noise-free future of each intent; alt_probs (N, A),
+        0 where masked; alt_mask (N, A) bool; alt_intent (N, A) int8 index into INTENTS, -1 where masked
+        (all masked for recorded scenes: their mixture is unknown)
+    family: (N,) int8 index into FAMILIES; intent: (N,) int8 slot of the chosen intent, -1 if unknown
+    scenario_id, track_id, city: (N,) str: where the sample comes from (the scenario and the target's
+        track in Argoverse 2 terms)
     dt: the time step between two history or future steps, s. It travels with the arrays, so that
-    nothing that turns steps into seconds (velocities, baselines, exports) can assume one.
+        nothing that turns steps into seconds (velocities, baselines, exports) can assume one.
     """
 
     history: np.ndarray
+    history_mask: np.ndarray
     future: np.ndarray
+    future_mask: np.ndarray
     lanes: np.ndarray
     lane_mask: np.ndarray
     lane_type: np.ndarray
+    lane_is_intersection: np.ndarray
+    neighbours: np.ndarray
+    neighbour_mask: np.ndarray
+    neighbour_type: np.ndarray
     alt_futures: np.ndarray
     alt_probs: np.ndarray
     alt_mask: np.ndarray
     alt_intent: np.ndarray
     family: np.ndarray
     intent: np.ndarray
+    scenario_id: np.ndarray
+    track_id: np.ndarray
+    city: np.ndarray
     dt: float
 
     def __len__(self) -> int:
@@ -76,16 +95,35 @@ class SceneArrays:
         """The scenes idx (an index array, a mask or a slice), with the same dt."""
         return replace(self, **{name: a[idx] for name, a in self.arrays().items()})
 
+    @classmethod
+    def concatenate(cls, parts: list[Self]) -> Self:
+        """The samples of `parts` (at least one, all with the same dt and shapes) one after the other."""
+        return replace(
+            parts[0],
+            **{name: np.concatenate([getattr(p, name) for p in parts]) for name in cls.array_names()},
+        )
+
     @property
     def is_decision(self) -> np.ndarray:
         """(N,) bool: the scene's family has a decision point."""
         return np.isin(self.family, [FAMILIES.index(f) for f in DECISION_FAMILIES])
 
+    @property
+    def has_future(self) -> bool:
+        """Every future is known (not so in an Argoverse 2 test split: predict it, never score it)."""
+        return bool(self.future_mask.all())
+
+    @property
+    def has_mixture(self) -> bool:
+        """Every sample carries its ground-truth mixture (synthetic scenes do, recorded ones do not)."""
+        return bool(self.alt_mask.any(1).all())
+
 
 @dataclass(frozen=True)
 class Scenes(SceneArrays):
-    """N scenes in the world frame: history (N, H, 4) is the observed x, y, heading, speed (with
-    observation noise), float64; future, lanes and alternatives are float32 (6e-5 m of resolution at 1 km)."""
+    """N samples in the world frame: history (N, H, 5) and neighbours (N, M, H, 5) are the observed x, y,
+    heading, vx, vy (m, rad, m/s), float64; future, lanes and alternatives are float32 (6e-5 m of
+    resolution at 1 km)."""
 
     def rigid_transform(self, angle: float, shift: np.ndarray) -> Scenes:
         """The same scenes rotated by `angle` about the origin, then moved by `shift` (2,)."""
@@ -93,14 +131,19 @@ class Scenes(SceneArrays):
         def move(points: np.ndarray) -> np.ndarray:
             return rotate(points, angle) + shift
 
-        history = self.history.copy()
-        history[..., :2] = move(history[..., :2])
-        history[..., 2] += angle
+        def move_states(states: np.ndarray) -> np.ndarray:
+            out = states.copy()
+            out[..., :2] = move(states[..., :2])
+            out[..., 2] += angle
+            out[..., 3:5] = rotate(states[..., 3:5], angle)
+            return out
+
         return replace(
             self,
-            history=history,
+            history=move_states(self.history),
             future=move(self.future),
             lanes=move(self.lanes),
+            neighbours=move_states(self.neighbours),
             alt_futures=move(self.alt_futures),
         )
 
@@ -188,19 +231,33 @@ def generate(cfg: SceneConfig, n: int, seed: int | np.random.SeedSequence) -> Sc
     # its loops) change the speed, never the numbers.
     with ThreadPoolExecutor(max_workers=min(len(starts), os.cpu_count() or 1) or 1) as pool:
         list(pool.map(fill, starts, seq.spawn(len(starts))))
-    history = np.stack([out["hist_z"].real, out["hist_z"].imag, out["hist_heading"], out["hist_speed"]], -1)
+    velocity = out["hist_speed"] * np.exp(1j * out["hist_heading"])
+    history = np.stack(
+        [out["hist_z"].real, out["hist_z"].imag, out["hist_heading"], velocity.real, velocity.imag], -1
+    )
+    M = cfg.max_neighbours
     return Scenes(
         history=history,
+        history_mask=np.ones((n, H), bool),
         future=as_points(out["future"]),
+        future_mask=np.ones((n, T), bool),
         lanes=as_points(out["lanes"]),
         lane_mask=out["lane_mask"],
         lane_type=out["lane_type"],
+        lane_is_intersection=np.zeros((n, L), bool),
+        # No family has other agents yet: the slots are there, empty (np.zeros costs no memory untouched).
+        neighbours=np.zeros((n, M, H, 5)),
+        neighbour_mask=np.zeros((n, M, H), bool),
+        neighbour_type=np.full((n, M), -1, np.int8),
         alt_futures=as_points(out["alt_futures"]),
         alt_probs=out["alt_probs"],
         alt_mask=out["alt_mask"],
         alt_intent=out["alt_intent"],
         family=out["family"],
         intent=out["intent"],
+        scenario_id=np.arange(n).astype("U"),
+        track_id=np.full(n, "focal"),
+        city=np.full(n, "synthetic"),
         dt=cfg.dt,
     )
 
@@ -208,9 +265,9 @@ def generate(cfg: SceneConfig, n: int, seed: int | np.random.SeedSequence) -> Sc
 def _fill(cfg: SceneConfig, rng: np.random.Generator, out: dict[str, np.ndarray]) -> None:
     """Generate len(out['family']) scenes into the views `out`."""
     n = len(out["family"])
-    weights = np.array([cfg.family_weights.get(f, 0.0) for f in FAMILIES])
-    out["family"][:] = rng.choice(len(FAMILIES), n, p=weights / weights.sum())
-    for k, name in enumerate(FAMILIES):
+    weights = np.array([cfg.family_weights.get(f, 0.0) for f in SYNTHETIC_FAMILIES])
+    out["family"][:] = rng.choice(len(SYNTHETIC_FAMILIES), n, p=weights / weights.sum())
+    for k, name in enumerate(SYNTHETIC_FAMILIES):
         idx = np.flatnonzero(out["family"] == k)
         if len(idx) == 0:
             continue

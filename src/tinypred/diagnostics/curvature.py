@@ -19,7 +19,7 @@ from tinypred.training.step import build_model
 def top_hessian_eigenvalue(
     loss: torch.Tensor,
     params: list[torch.Tensor],
-    iters: int = 30,
+    iters: int = 60,
     tol: float = 1e-3,
     seed: int = 0,
 ) -> tuple[float, int, bool]:
@@ -52,7 +52,7 @@ def check_curvature(
     out_dir: Path | None = None,
     checkpoints: tuple[int, ...] = (0, 50, 150, 300),
     batch: int = 512,
-    iters: int = 30,
+    iters: int = 60,
 ) -> CheckResult:
     """The sharpest curvature of the training loss against the learning rate.
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from tinypred.data.dataset import Dataset
-from tinypred.data.encoding import HISTORY_FEATURES, feature_names
+from tinypred.data.encoding import feature_layout, feature_names
 from tinypred.diagnostics.common import CheckResult, make_result, sample_split, training_stream
 from tinypred.predictors import losses
 from tinypred.predictors.model import ModelOutput, TrajectoryMLP
@@ -95,18 +95,19 @@ def check_saliency(
     independent = max_cross <= 1e-12
 
     sal = input_saliency(model, sample_split(ds, split, samples), cfg)
-    c = ds.config
-    h, lanes, p = c.history_steps, c.max_lanes, c.lane_points
+    shapes = ds.shapes
+    h, lanes, p = shapes["H"], shapes["L"], shapes["P"]
     names = feature_names(h, lanes, p)
-    cut = (h * len(HISTORY_FEATURES), h * len(HISTORY_FEATURES) + lanes * p * 2)
+    groups = feature_layout(h, lanes, p)
+    hist, lane_points = groups["history"], groups["lanes"]
     layout = {
         key: {
-            "history_by_step": s[: cut[0]].reshape(h, -1).sum(-1),  # (H,) oldest first
-            "lanes_by_point": s[cut[0] : cut[1]].reshape(lanes, p, 2).sum(-1),  # (L, P)
-            "groups": {
-                "history": s[: cut[0]].sum(),
-                "lanes": s[cut[0] : cut[1]].sum(),
-                "masks": s[cut[1] :].sum(),
+            "history_by_step": s[hist].reshape(h, -1).sum(-1),  # (H,) oldest first
+            "lanes_by_point": s[lane_points].reshape(lanes, p, 2).sum(-1),  # (L, P)
+            "groups": {  # "masks": every mask and type flag, of the history and the map
+                "history": s[hist].sum(),
+                "lanes": s[lane_points].sum(),
+                "masks": s.sum() - s[hist].sum() - s[lane_points].sum(),
             },
         }
         for key, s in sal.items()

@@ -8,6 +8,7 @@ import numpy as np
 
 from tinypred.data.encoding import EncodedScenes
 from tinypred.data.scene_config import FAMILIES
+from tinypred.errors import TinypredError
 from tinypred.evaluation.metrics import Dist, evaluate
 
 
@@ -23,7 +24,14 @@ class Scored(Protocol):
 def evaluate_scenes(
     prediction: Scored, scenes: EncodedScenes, dist: Dist = "laplace"
 ) -> dict[str, dict[str, float]]:
-    """`evaluate` a prediction on EncodedScenes, sliced by decision / other and by family."""
+    """`evaluate` a prediction on EncodedScenes, sliced by decision / other and by family. Samples whose
+    future is unknown (an Argoverse 2 test split) cannot be scored: that is an error, not a zero."""
+    if not scenes.has_future:
+        raise TinypredError(
+            "the futures of these samples are unknown (an Argoverse 2 test split?): they can be predicted "
+            "and exported, not evaluated",
+            arg="scenes",
+        )
     return evaluate(
         prediction.modes,
         prediction.probs,

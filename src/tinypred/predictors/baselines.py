@@ -25,21 +25,26 @@ import numpy as np
 
 from tinypred.data.encoding import EncodedScenes
 from tinypred.data.scene_config import LANE_TYPES
+from tinypred.errors import TinypredError
 from tinypred.evaluation.scales import fit_scales
 from tinypred.geometry import advance, as_complex, as_points
 from tinypred.predictors.prediction import Prediction
 
 
-def _window_fit(values: np.ndarray, window: int, dt: float) -> tuple[np.ndarray, np.ndarray]:
-    """Least-squares line through the last `window` steps of values (N, H), dt s apart: (value at t = 0,
-    slope per s)."""
-    y = values[:, -window:]
+def _window_fit(
+    values: np.ndarray, mask: np.ndarray, window: int, dt: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares line through the observed (mask) of the last `window` steps of values (N, H), dt s
+    apart: (value at t = 0, slope per s). A sample with fewer than two observed steps gets slope 0."""
+    y, w = values[:, -window:], mask[:, -window:].astype(np.float64)
     t = (np.arange(window) - (window - 1)) * dt  # the last step is t = 0
-    if window == 1:
-        return y[:, -1], np.zeros(len(y))
-    tc = t - t.mean()
-    slope = (y - y.mean(1, keepdims=True)) @ tc / (tc @ tc)
-    return y.mean(1) - slope * t.mean(), slope
+    count = w.sum(1)
+    t_mean = (w @ t) / count
+    y_mean = (w * y).sum(1) / count
+    tc = t - t_mean[:, None]
+    var = (w * tc * tc).sum(1)
+    slope = np.where(var > 0, (w * tc * (y - y_mean[:, None])).sum(1) / np.where(var > 0, var, 1.0), 0.0)
+    return y_mean - slope * t_mean, slope
 
 
 def unicycle(
@@ -74,7 +79,14 @@ class Baseline:
         self.window = self.window if window is None else window
         self.scale: np.ndarray | None = None
 
+    @staticmethod
+    def applies(enc: EncodedScenes) -> bool:
+        """Whether this baseline can predict these samples (every one can, but the oracle)."""
+        return True
+
     def fit(self, train: EncodedScenes) -> Baseline:
+        if not self.applies(train):
+            raise TinypredError(f"the {self.name} baseline needs what these samples lack", arg="baseline")
         self._fit_probs(train)
         modes, probs = self._predict(train)
         self.scale = fit_scales(modes, train.future, probs)
@@ -94,10 +106,14 @@ class Baseline:
 
 
 def _speed_heading(enc: EncodedScenes, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean observed speed, and the heading of the mean observed velocity, over the last `window` steps."""
+    """Mean observed speed, and the heading of the mean observed velocity, over the observed steps among
+    the last `window` (the last one always is)."""
     v = enc.history[:, -window:, 2:4]
-    mean = v.mean(1)
-    return np.hypot(v[..., 0], v[..., 1]).mean(1), np.arctan2(mean[:, 1], mean[:, 0])
+    w = enc.history_mask[:, -window:]
+    count = w.sum(1)
+    mean = (v * w[..., None]).sum(1) / count[:, None]
+    speed = (np.hypot(v[..., 0], v[..., 1]) * w).sum(1) / count
+    return speed, np.arctan2(mean[:, 1], mean[:, 0])
 
 
 def _single(modes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -119,7 +135,8 @@ class ConstantAcceleration(Baseline):
     window = 10
 
     def _predict(self, enc):
-        speed, accel = _window_fit(np.hypot(enc.history[..., 2], enc.history[..., 3]), self.window, enc.dt)
+        speed_steps = np.hypot(enc.history[..., 2], enc.history[..., 3])
+        speed, accel = _window_fit(speed_steps, enc.history_mask, self.window, enc.dt)
         _, heading = _speed_heading(enc, 3)
         return _single(
             unicycle(
@@ -134,8 +151,9 @@ class CTRV(Baseline):
     window = 10
 
     def _predict(self, enc):
+        # Unobserved steps are zeros: their heading 0 is the last one's, so unwrap sees no false jump.
         heading = np.unwrap(np.arctan2(enc.history[..., 4], enc.history[..., 5]), axis=1)
-        heading_now, yaw_rate = _window_fit(heading, self.window, enc.dt)  # its value at t = 0: no lag
+        heading_now, yaw_rate = _window_fit(heading, enc.history_mask, self.window, enc.dt)  # no lag
         speed, _ = _speed_heading(enc, 3)
         return _single(
             unicycle(speed, yaw_rate, np.zeros_like(speed), heading_now, enc.future.shape[1], enc.dt)
@@ -214,16 +232,24 @@ class LaneFollow(Baseline):
         pos += offset[..., None] * (1 - t / t[-1])
         follow = enc.lane_mask & (enc.lane_type == LANE_TYPES.index("lane"))
         weight = np.where(follow, np.exp(-0.5 * (np.abs(offset) / self.SIGMA) ** 2), 0.0)
-        weight[~follow.any(1), 0] = 1.0  # no lane to follow (never in generated data): mode 0 alone
+        lost = ~follow.any(1)  # no lane to follow (a pedestrian, a car park): constant velocity alone
+        weight[lost, 0] = 1.0
         probs = (weight / weight.sum(1, keepdims=True)).astype(np.float32)
         modes = as_points(pos).astype(np.float32)
+        if lost.any():
+            modes[lost, 0] = ConstantVelocity()._predict(enc.subset(lost))[0][:, 0]
         return _fill_absent(modes, probs, probs > 0), probs
 
 
 class Oracle(Baseline):
-    """The ground-truth mixture of each scene: the noise-free future of every intent, with its probability."""
+    """The ground-truth mixture of each scene: the noise-free future of every intent, with its probability.
+    Only synthetic scenes have one."""
 
     name = "oracle"
+
+    @staticmethod
+    def applies(enc: EncodedScenes) -> bool:
+        return enc.has_mixture
 
     def _predict(self, enc):
         probs = enc.alt_probs.astype(np.float32)
@@ -235,6 +261,14 @@ BASELINES = {
 }
 
 
-def fit_all(train: EncodedScenes, names: tuple[str, ...] = tuple(BASELINES)) -> dict[str, Baseline]:
-    """Every baseline in `names`, fitted on the training split."""
+def fit_all(train: EncodedScenes, names: tuple[str, ...] | None = None) -> dict[str, Baseline]:
+    """The baselines in `names` (default: every one that applies to these samples; the oracle needs a
+    ground-truth mixture), fitted on the training split."""
+    if names is None:
+        names = tuple(name for name, cls in BASELINES.items() if cls.applies(train))
+    unknown = [name for name in names if name not in BASELINES]
+    if unknown:
+        raise TinypredError(
+            f"unknown baseline {unknown[0]!r}; expected one of {', '.join(BASELINES)}", arg="baseline"
+        )
     return {name: BASELINES[name]().fit(train) for name in names}

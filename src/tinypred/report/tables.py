@@ -17,7 +17,18 @@ def _table(title: str | None, columns: tuple[str, ...], left: tuple[str, ...]) -
 
 def summary_table(title: str, rows: list[dict]) -> Table:
     """`data.dataset.summary` rows: counts, speeds and displacements per split and family."""
-    cols = ("split", "family", "count", "share", "decision", "alts", "speed m/s", "disp. m", "p95")
+    cols = (
+        "split",
+        "family",
+        "count",
+        "share",
+        "decision",
+        "alts",
+        "neighbours",
+        "speed m/s",
+        "disp. m",
+        "p95",
+    )
     table = _table(title, cols, ("split", "family"))
     for r in rows:
         table.add_row(
@@ -27,9 +38,10 @@ def summary_table(title: str, rows: list[dict]) -> Table:
             f"{r['share']:.2f}",
             "yes" if r["decision"] else "",
             f"{r['alternatives']:.2f}",
+            f"{r['neighbours']:.1f}",
             f"{r['speed_mean']:.1f}±{r['speed_std']:.1f}",
-            f"{r['disp_mean']:.1f}",
-            f"{r['disp_p95']:.1f}",
+            "unknown" if r["disp_mean"] is None else f"{r['disp_mean']:.1f}",
+            "" if r["disp_p95"] is None else f"{r['disp_p95']:.1f}",
         )
     return table
 

@@ -69,6 +69,8 @@ def train(
     _check_run_dir(out_dir, cfg, resume)
     if len(ds.train) == 0 or len(ds.val) == 0:
         raise TinypredError(f"{ds.path}: training needs non-empty train and val splits")
+    if not (ds.train.has_future and ds.val.has_future):
+        raise TinypredError(f"{ds.path}: training needs train and val splits whose futures are known")
     device = resolve_device(cfg.device)
     gen = torch.Generator().manual_seed(cfg.seed)  # the order of the batches; build_model seeds the rest
     train_split = Split.of(ds.train, ds.normalizer, device)

@@ -1,0 +1,175 @@
+"""A dataset directory on disk: `meta.json` and each split in shards of plain `.npy` arrays.
+
+    DIR/meta.json                        written last; lists every shard and its size
+    DIR/<split>/<shard>/<array>.npy      shard = 00000, 00001, ...: up to `shard_size` samples each
+
+A directory is written as a whole: everything goes into a temporary sibling, renamed into place only
+when complete (replacing a dataset already there only then). A kill leaves the old dataset, or none,
+never a mix of two; a later write removes the kill's leftovers. Memory stays bounded by one shard
+however many samples are appended. Arrays are read with ``allow_pickle=False``: nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tinypred.data.encoding import EncodedScenes, FeatureMoments, features
+from tinypred.errors import TinypredError
+from tinypred.fileio import write_json
+
+SHARD_SIZE = 65536
+
+
+class DatasetWriter:
+    """Writes a dataset directory shard by shard; `finish(meta)` puts it in place.
+
+        with DatasetWriter(out) as w:
+            w.append("train", encoded_chunk)   # any number of chunks per split, in order
+            w.finish(meta)                     # meta.json gains "splits": counts and shard sizes
+
+    The moments of the training features are gathered on the way, so that the normaliser is fitted on
+    the whole training split without holding it (`train_moments`).
+    """
+
+    def __init__(self, out: str | Path, shard_size: int = SHARD_SIZE) -> None:
+        self.out = Path(out)
+        self.shard_size = shard_size
+        self.train_moments = FeatureMoments()
+        self._buffers: dict[str, list[EncodedScenes]] = {}
+        self._shards: dict[str, list[int]] = {}
+        self._dt: float | None = None
+        self._tmp: Path | None = None
+
+    def __enter__(self) -> DatasetWriter:
+        out = self.out
+        if out.exists() and not out.is_dir():
+            raise TinypredError(f"{out} exists and is not a directory", arg="out")
+        if out.is_dir() and any(out.iterdir()) and not (out / "meta.json").exists():
+            raise TinypredError(
+                f"{out} is a directory but not a tinypred dataset; refusing to replace it", arg="out"
+            )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        for stale in out.parent.glob(f".{out.name}.*-*"):  # what a killed write left behind
+            shutil.rmtree(stale, ignore_errors=True)
+        self._tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+        self._tmp.mkdir()
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if self._tmp is not None and self._tmp.exists():  # not finished: nothing of it survives
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def append(self, split: str, enc: EncodedScenes) -> None:
+        """Add samples to a split; full shards go to disk at once."""
+        if self._dt is None:
+            self._dt = enc.dt
+        elif enc.dt != self._dt:
+            raise TinypredError(f"samples at dt {enc.dt} s and {self._dt} s in one dataset", arg="dt")
+        if split == "train":
+            self.train_moments.add(features(enc))
+        buffer = self._buffers.setdefault(split, [])
+        self._shards.setdefault(split, [])
+        buffer.append(enc)
+        while sum(len(b) for b in buffer) >= self.shard_size:
+            whole = EncodedScenes.concatenate(buffer)
+            self._write_shard(split, whole.subset(slice(0, self.shard_size)))
+            rest = whole.subset(slice(self.shard_size, None))
+            buffer[:] = [rest] if len(rest) else []
+
+    def _write_shard(self, split: str, enc: EncodedScenes) -> None:
+        assert self._tmp is not None
+        shard = self._tmp / split / f"{len(self._shards[split]):05d}"
+        shard.mkdir(parents=True)
+        for name, array in enc.arrays().items():
+            np.save(shard / f"{name}.npy", array, allow_pickle=False)
+        self._shards[split].append(len(enc))
+
+    def finish(self, meta: dict[str, Any], splits: tuple[str, ...]) -> Path:
+        """Write what is buffered, then meta.json (with the shard index), then move the directory into
+        place; returns its path. Every split of `splits` exists, if empty."""
+        assert self._tmp is not None, "use DatasetWriter as a context manager"
+        for split in splits:
+            self._shards.setdefault(split, [])
+            buffer = self._buffers.get(split, [])
+            if buffer and sum(len(b) for b in buffer):
+                self._write_shard(split, EncodedScenes.concatenate(buffer))
+            (self._tmp / split).mkdir(exist_ok=True)
+        meta = {
+            **meta,
+            "splits": {s: {"count": sum(self._shards[s]), "shards": self._shards[s]} for s in splits},
+        }
+        write_json(self._tmp / "meta.json", meta)
+        _replace_dir(self._tmp, self.out)
+        self._tmp = None
+        return self.out
+
+
+def _replace_dir(new: Path, out: Path) -> None:
+    """Rename `new` to `out`; an existing `out` (checked to be ours) is moved aside first, then deleted."""
+    old = None
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(out, old)
+    os.replace(new, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """A dataset directory's meta.json as a dict; a missing or damaged one is a user error."""
+    meta_path = path / "meta.json"
+    if not path.is_dir():
+        raise TinypredError(f"{path}: not a dataset directory (run `tinypred data generate --out {path}`)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except FileNotFoundError:
+        raise TinypredError(f"{meta_path}: missing (is {path} a tinypred dataset?)") from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise TinypredError(f"{meta_path}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise TinypredError(f"{meta_path}: expected a JSON object")
+    return meta
+
+
+def shard_sizes(meta: dict[str, Any], split: str, meta_path: Path) -> list[int]:
+    """The sizes of a split's shards, as meta.json lists them."""
+    try:
+        sizes = meta["splits"][split]["shards"]
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in sizes):
+            raise TypeError
+        return list(sizes)
+    except (KeyError, TypeError):
+        raise TinypredError(f"{meta_path}: field 'splits.{split}.shards' missing or malformed") from None
+
+
+def read_shards(
+    path: Path, split: str, sizes: list[int], names: tuple[str, ...]
+) -> Iterator[dict[str, np.ndarray]]:
+    """Each shard of a split as {array name: array}; a missing or damaged file is a user error."""
+    for i, size in enumerate(sizes):
+        shard = path / split / f"{i:05d}"
+        arrays = {}
+        for name in names:
+            file = shard / f"{name}.npy"
+            try:
+                arrays[name] = np.load(file, allow_pickle=False)
+            except FileNotFoundError:
+                raise TinypredError(f"{file}: missing") from None
+            except (OSError, ValueError, EOFError) as e:
+                # ValueError is also what np.load raises for pickled object arrays with allow_pickle=False.
+                raise TinypredError(f"{file}: damaged or not a plain .npy array ({e})") from None
+            count = len(arrays[name]) if arrays[name].ndim else 0
+            if count != size:
+                raise TinypredError(f"{file}: holds {count} samples where meta.json says {size}")
+        extra = sorted(p.name for p in shard.iterdir() if p.suffix != ".npy" or p.stem not in names)
+        if extra:
+            raise TinypredError(f"{shard}: unexpected files {extra}")
+        yield arrays

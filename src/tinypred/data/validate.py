@@ -1,0 +1,127 @@
+"""The schema of a split's arrays, and every check a shard passes before a dataset is handed out.
+
+Checked per array: present, dtype, shape (given the dataset's H, T, L, P, M), finite and of a sane
+magnitude; across arrays: indices in range, masks consistent, mixture probabilities a distribution.
+Every failure is one line naming the file, the array and what was expected.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tinypred.data.encoding import HISTORY_FEATURES, EncodedScenes
+from tinypred.data.scene_config import FAMILIES, INTENTS, LANE_TYPES, MAX_ALTERNATIVES, OBJECT_TYPES
+from tinypred.errors import TinypredError
+
+# Coordinates in an agent frame are metres from the agent; a value beyond this is not a position.
+MAX_AGENT_FRAME = 1e5
+MAX_WORLD = 1e8  # world (city) coordinates, m
+
+
+def expected_arrays(shapes: dict[str, int]) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Per array: its shape after the sample axis, and its dtype ("str" for any unicode string)."""
+    H, T, L, P, M, A = (shapes[k] for k in ("H", "T", "L", "P", "M", "A"))
+    F = len(HISTORY_FEATURES)
+    return {
+        "history": ((H, F), "float32"),
+        "history_mask": ((H,), "bool"),
+        "future": ((T, 2), "float32"),
+        "future_mask": ((T,), "bool"),
+        "lanes": ((L, P, 2), "float32"),
+        "lane_mask": ((L,), "bool"),
+        "lane_type": ((L,), "int8"),
+        "lane_is_intersection": ((L,), "bool"),
+        "neighbours": ((M, H, F), "float32"),
+        "neighbour_mask": ((M, H), "bool"),
+        "neighbour_type": ((M,), "int8"),
+        "alt_futures": ((A, T, 2), "float32"),
+        "alt_probs": ((A,), "float32"),
+        "alt_mask": ((A,), "bool"),
+        "alt_intent": ((A,), "int8"),
+        "family": ((), "int8"),
+        "intent": ((), "int8"),
+        "scenario_id": ((), "str"),
+        "track_id": ((), "str"),
+        "city": ((), "str"),
+        "pose": ((3,), "float64"),
+        "scene_id": ((), "int64"),
+    }
+
+
+def check_arrays(where: Path, arrays: dict[str, np.ndarray], shapes: dict[str, int]) -> None:
+    """Dtype, shape, finiteness and magnitude of every array of one shard (`where` names it)."""
+    n = None
+    for name, (shape, dtype) in expected_arrays(shapes).items():
+        a = arrays[name]
+        if (a.dtype.kind != "U") if dtype == "str" else (a.dtype != np.dtype(dtype)):
+            raise TinypredError(f"{where}: array {name!r} has dtype {a.dtype}, expected {dtype}")
+        n = len(a) if n is None else n
+        if a.shape != (n, *shape):
+            raise TinypredError(f"{where}: array {name!r} has shape {a.shape}, expected {(n, *shape)}")
+        if a.dtype.kind == "f":
+            limit = MAX_WORLD if name == "pose" else MAX_AGENT_FRAME
+            if not np.all(np.isfinite(a)):
+                raise TinypredError(f"{where}: array {name!r} contains NaN or Inf")
+            if a.size and np.abs(a).max() > limit:
+                raise TinypredError(
+                    f"{where}: array {name!r} holds {np.abs(a).max():.3g}, beyond {limit:g} m"
+                )
+
+
+def check_values(where: Path, enc: EncodedScenes) -> None:
+    """Cross-array consistency: indices in range, masks that agree, probabilities a distribution."""
+    A = MAX_ALTERNATIVES
+    n = len(enc)
+    has_mixture = enc.alt_mask.any(1)
+    intent = enc.intent.astype(np.int64)
+    chosen = enc.alt_mask[np.arange(n), np.clip(intent, 0, A - 1)]
+    in_range = {
+        "family": (enc.family, len(FAMILIES)),
+        "lane_type": (enc.lane_type, len(LANE_TYPES)),
+    }
+    checks = [
+        *((name, np.all((a >= 0) & (a < k)), f"in [0, {k})") for name, (a, k) in in_range.items()),
+        (
+            "neighbour_type",
+            np.all(
+                np.where(
+                    enc.neighbour_mask.any(-1),
+                    (enc.neighbour_type >= 0) & (enc.neighbour_type < len(OBJECT_TYPES)),
+                    enc.neighbour_type == -1,
+                )
+            ),
+            f"in [0, {len(OBJECT_TYPES)}) for a present neighbour, -1 for an empty slot",
+        ),
+        ("history_mask", np.all(enc.history_mask[:, -1]) if n else True, "the last history step observed"),
+        (
+            "intent",
+            np.all(np.where(has_mixture, (intent >= 0) & (intent < A) & chosen, intent == -1)),
+            f"a slot in [0, {A}) whose alt_mask is set, or -1 without a mixture",
+        ),
+        (
+            "alt_intent",
+            np.all(
+                np.where(
+                    enc.alt_mask,
+                    (enc.alt_intent >= 0) & (enc.alt_intent < len(INTENTS)),
+                    enc.alt_intent == -1,
+                )
+            ),
+            "an intent index where masked in, -1 elsewhere",
+        ),
+        (
+            "alt_probs",
+            np.all((enc.alt_probs >= 0) & (enc.alt_probs <= 1) & (enc.alt_mask | (enc.alt_probs == 0))),
+            "in [0, 1] and 0 where alt_mask is off",
+        ),
+        (
+            "alt_probs",
+            np.allclose(enc.alt_probs.sum(-1)[has_mixture], 1.0, atol=1e-5),
+            "rows summing to 1 wherever there is a mixture",
+        ),
+    ]
+    for name, ok, expected in checks:
+        if not ok:
+            raise TinypredError(f"{where}: array {name!r}: expected {expected}")
