@@ -32,6 +32,8 @@ from tinypred.data.scene_config import (
 from tinypred.errors import TinypredError
 from tinypred.geometry import as_points, rotate
 
+FOCAL, SCORED = 3, 2  # Argoverse 2's track categories of a sample's target
+
 
 @dataclass(frozen=True)
 class SceneArrays:
@@ -52,7 +54,8 @@ class SceneArrays:
         (all masked for recorded scenes: their mixture is unknown)
     family: (N,) int8 index into FAMILIES; intent: (N,) int8 slot of the chosen intent, -1 if unknown
     scenario_id, track_id, city: (N,) str: where the sample comes from (the scenario and the target's
-        track in Argoverse 2 terms)
+        track in Argoverse 2 terms); category (N,) int8: the target's AV2 track category (3 focal,
+        2 scored; synthetic targets are focal)
     dt: the time step between two history or future steps, s. It travels with the arrays, so that
         nothing that turns steps into seconds (velocities, baselines, exports) can assume one.
     """
@@ -68,6 +71,7 @@ class SceneArrays:
     neighbours: np.ndarray
     neighbour_mask: np.ndarray
     neighbour_type: np.ndarray
+    neighbour_track_id: np.ndarray
     alt_futures: np.ndarray
     alt_probs: np.ndarray
     alt_mask: np.ndarray
@@ -77,6 +81,7 @@ class SceneArrays:
     scenario_id: np.ndarray
     track_id: np.ndarray
     city: np.ndarray
+    category: np.ndarray
     dt: float
 
     def __len__(self) -> int:
@@ -249,6 +254,7 @@ def generate(cfg: SceneConfig, n: int, seed: int | np.random.SeedSequence) -> Sc
         neighbours=np.zeros((n, M, H, 5)),
         neighbour_mask=np.zeros((n, M, H), bool),
         neighbour_type=np.full((n, M), -1, np.int8),
+        neighbour_track_id=np.full((n, M), ""),
         alt_futures=as_points(out["alt_futures"]),
         alt_probs=out["alt_probs"],
         alt_mask=out["alt_mask"],
@@ -258,6 +264,7 @@ def generate(cfg: SceneConfig, n: int, seed: int | np.random.SeedSequence) -> Sc
         scenario_id=np.arange(n).astype("U"),
         track_id=np.full(n, "focal"),
         city=np.full(n, "synthetic"),
+        category=np.full(n, FOCAL, np.int8),
         dt=cfg.dt,
     )
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from tinypred.data.encoding import HISTORY_FEATURES, EncodedScenes
 from tinypred.data.scene_config import FAMILIES, INTENTS, LANE_TYPES, MAX_ALTERNATIVES, OBJECT_TYPES
+from tinypred.data.scenes import FOCAL, SCORED
 from tinypred.errors import TinypredError
 
 # Coordinates in an agent frame are metres from the agent; a value beyond this is not a position.
@@ -36,6 +37,7 @@ def expected_arrays(shapes: dict[str, int]) -> dict[str, tuple[tuple[int, ...], 
         "neighbours": ((M, H, F), "float32"),
         "neighbour_mask": ((M, H), "bool"),
         "neighbour_type": ((M,), "int8"),
+        "neighbour_track_id": ((M,), "str"),
         "alt_futures": ((A, T, 2), "float32"),
         "alt_probs": ((A,), "float32"),
         "alt_mask": ((A,), "bool"),
@@ -45,6 +47,7 @@ def expected_arrays(shapes: dict[str, int]) -> dict[str, tuple[tuple[int, ...], 
         "scenario_id": ((), "str"),
         "track_id": ((), "str"),
         "city": ((), "str"),
+        "category": ((), "int8"),
         "pose": ((3,), "float64"),
         "scene_id": ((), "int64"),
     }
@@ -95,6 +98,7 @@ def check_values(where: Path, enc: EncodedScenes) -> None:
             f"in [0, {len(OBJECT_TYPES)}) for a present neighbour, -1 for an empty slot",
         ),
         ("history_mask", np.all(enc.history_mask[:, -1]) if n else True, "the last history step observed"),
+        ("category", np.all((enc.category == FOCAL) | (enc.category == SCORED)), f"{FOCAL} or {SCORED}"),
         (
             "intent",
             np.all(np.where(has_mixture, (intent >= 0) & (intent < A) & chosen, intent == -1)),
