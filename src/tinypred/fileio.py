@@ -1,12 +1,14 @@
-"""Atomic file writes: a reader never sees a half-written output file."""
+"""Atomic writes: a reader never sees a half-written file, nor a half-written directory."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -46,3 +48,30 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_open(path, "w") as f:
         f.write(text)
+
+
+@contextlib.contextmanager
+def atomic_directory(out: str | os.PathLike, replaceable: Callable[[Path], bool]) -> Iterator[Path]:
+    """Yield a temporary sibling of `out` to fill; on success it is renamed to `out`, on error deleted.
+
+    An existing `out` is replaced only if `replaceable(out)` says it is ours to replace (the caller's
+    own kind of directory), and only once the new one is complete: a kill leaves the old directory or
+    none, never a mix. The leftovers of a killed earlier write (`.<name>.tmp-*`, `.<name>.old-*`) are
+    removed first. The caller raises for an `out` it must not replace; this only asserts it.
+    """
+    out = Path(out)
+    assert not out.exists() or (out.is_dir() and replaceable(out)), out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{out.name}.*-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+        if out.exists():
+            os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

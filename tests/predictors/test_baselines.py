@@ -68,6 +68,7 @@ def synthetic(
         track_id=np.full(n, "focal"),
         city=np.full(n, "test"),
         category=np.full(n, 3, np.int8),
+        object_type=np.zeros(n, np.int8),
         dt=dt,
         pose=np.zeros((n, 3)),
         scene_id=np.arange(n, dtype=np.int64),

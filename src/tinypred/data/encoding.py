@@ -117,6 +117,7 @@ def encode(scenes: Scenes, scene_id: np.ndarray | None = None) -> EncodedScenes:
         track_id=scenes.track_id.copy(),
         city=scenes.city.copy(),
         category=scenes.category.copy(),
+        object_type=scenes.object_type.copy(),
         dt=scenes.dt,
         pose=scenes.history[:, -1, :3].astype(np.float64),
         scene_id=np.arange(n, dtype=np.int64) if scene_id is None else np.asarray(scene_id, np.int64),

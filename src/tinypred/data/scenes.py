@@ -26,6 +26,7 @@ from tinypred.data.scene_config import (
     FAMILY_INTENTS,
     INTENTS,
     MAX_ALTERNATIVES,
+    OBJECT_TYPES,
     SYNTHETIC_FAMILIES,
     SceneConfig,
 )
@@ -55,7 +56,7 @@ class SceneArrays:
     family: (N,) int8 index into FAMILIES; intent: (N,) int8 slot of the chosen intent, -1 if unknown
     scenario_id, track_id, city: (N,) str: where the sample comes from (the scenario and the target's
         track in Argoverse 2 terms); category (N,) int8: the target's AV2 track category (3 focal,
-        2 scored; synthetic targets are focal)
+        2 scored; synthetic targets are focal); object_type (N,) int8 index into OBJECT_TYPES
     dt: the time step between two history or future steps, s. It travels with the arrays, so that
         nothing that turns steps into seconds (velocities, baselines, exports) can assume one.
     """
@@ -82,6 +83,7 @@ class SceneArrays:
     track_id: np.ndarray
     city: np.ndarray
     category: np.ndarray
+    object_type: np.ndarray
     dt: float
 
     def __len__(self) -> int:
@@ -265,6 +267,7 @@ def generate(cfg: SceneConfig, n: int, seed: int | np.random.SeedSequence) -> Sc
         track_id=np.full(n, "focal"),
         city=np.full(n, "synthetic"),
         category=np.full(n, FOCAL, np.int8),
+        object_type=np.full(n, OBJECT_TYPES.index("vehicle"), np.int8),
         dt=cfg.dt,
     )
 

@@ -11,10 +11,8 @@ however many samples are appended. Arrays are read with ``allow_pickle=False``: 
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
-import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,20 +21,22 @@ import numpy as np
 
 from tinypred.data.encoding import EncodedScenes, FeatureMoments, features
 from tinypred.errors import TinypredError
-from tinypred.fileio import write_json
+from tinypred.fileio import atomic_directory, write_json
 
 SHARD_SIZE = 65536
 
 
 class DatasetWriter:
-    """Writes a dataset directory shard by shard; `finish(meta)` puts it in place.
+    """Writes a dataset directory shard by shard; it goes into place when the `with` block ends after
+    `finish` (on an error, or without `finish`, nothing of it survives and `out` stays as it was).
 
         with DatasetWriter(out) as w:
             w.append("train", encoded_chunk)   # any number of chunks per split, in order
-            w.finish(meta)                     # meta.json gains "splits": counts and shard sizes
+            w.finish(meta, SPLITS)             # meta.json gains "splits": counts and shard sizes
 
-    The moments of the training features are gathered on the way, so that the normaliser is fitted on
-    the whole training split without holding it (`train_moments`).
+    `w.tmp` is the directory being written (for extra files, such as an import report). The moments of
+    the training features are gathered on the way, so that the normaliser is fitted on the whole
+    training split without holding it (`train_moments`).
     """
 
     def __init__(self, out: str | Path, shard_size: int = SHARD_SIZE) -> None:
@@ -46,26 +46,24 @@ class DatasetWriter:
         self._buffers: dict[str, list[EncodedScenes]] = {}
         self._shards: dict[str, list[int]] = {}
         self._dt: float | None = None
-        self._tmp: Path | None = None
+        self._finished = False
+        self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> DatasetWriter:
         out = self.out
         if out.exists() and not out.is_dir():
             raise TinypredError(f"{out} exists and is not a directory", arg="out")
-        if out.is_dir() and any(out.iterdir()) and not (out / "meta.json").exists():
+        if out.is_dir() and not is_dataset_dir(out):
             raise TinypredError(
                 f"{out} is a directory but not a tinypred dataset; refusing to replace it", arg="out"
             )
-        out.parent.mkdir(parents=True, exist_ok=True)
-        for stale in out.parent.glob(f".{out.name}.*-*"):  # what a killed write left behind
-            shutil.rmtree(stale, ignore_errors=True)
-        self._tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-        self._tmp.mkdir()
+        self.tmp = self._stack.enter_context(atomic_directory(out, is_dataset_dir))
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if self._tmp is not None and self._tmp.exists():  # not finished: nothing of it survives
-            shutil.rmtree(self._tmp, ignore_errors=True)
+        if exc_type is None and not self._finished:
+            exc_type, exc = RuntimeError, RuntimeError("DatasetWriter closed without finish()")
+        self._stack.__exit__(exc_type, exc, tb)
 
     def append(self, split: str, enc: EncodedScenes) -> None:
         """Add samples to a split; full shards go to disk at once."""
@@ -85,42 +83,33 @@ class DatasetWriter:
             buffer[:] = [rest] if len(rest) else []
 
     def _write_shard(self, split: str, enc: EncodedScenes) -> None:
-        assert self._tmp is not None
-        shard = self._tmp / split / f"{len(self._shards[split]):05d}"
+        shard = self.tmp / split / f"{len(self._shards[split]):05d}"
         shard.mkdir(parents=True)
         for name, array in enc.arrays().items():
             np.save(shard / f"{name}.npy", array, allow_pickle=False)
         self._shards[split].append(len(enc))
 
     def finish(self, meta: dict[str, Any], splits: tuple[str, ...]) -> Path:
-        """Write what is buffered, then meta.json (with the shard index), then move the directory into
-        place; returns its path. Every split of `splits` exists, if empty."""
-        assert self._tmp is not None, "use DatasetWriter as a context manager"
+        """Write what is buffered, then meta.json (with the shard index). Every split of `splits` exists,
+        if empty. Returns the final path."""
         for split in splits:
             self._shards.setdefault(split, [])
             buffer = self._buffers.get(split, [])
             if buffer and sum(len(b) for b in buffer):
                 self._write_shard(split, EncodedScenes.concatenate(buffer))
-            (self._tmp / split).mkdir(exist_ok=True)
+            (self.tmp / split).mkdir(exist_ok=True)
         meta = {
             **meta,
             "splits": {s: {"count": sum(self._shards[s]), "shards": self._shards[s]} for s in splits},
         }
-        write_json(self._tmp / "meta.json", meta)
-        _replace_dir(self._tmp, self.out)
-        self._tmp = None
+        write_json(self.tmp / "meta.json", meta)
+        self._finished = True
         return self.out
 
 
-def _replace_dir(new: Path, out: Path) -> None:
-    """Rename `new` to `out`; an existing `out` (checked to be ours) is moved aside first, then deleted."""
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(out, old)
-    os.replace(new, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+def is_dataset_dir(path: Path) -> bool:
+    """An empty directory, or one holding a tinypred dataset's meta.json: ours to replace."""
+    return (path / "meta.json").exists() or not any(path.iterdir())
 
 
 def read_meta(path: Path) -> dict[str, Any]:

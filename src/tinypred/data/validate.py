@@ -48,6 +48,7 @@ def expected_arrays(shapes: dict[str, int]) -> dict[str, tuple[tuple[int, ...], 
         "track_id": ((), "str"),
         "city": ((), "str"),
         "category": ((), "int8"),
+        "object_type": ((), "int8"),
         "pose": ((3,), "float64"),
         "scene_id": ((), "int64"),
     }
@@ -83,6 +84,7 @@ def check_values(where: Path, enc: EncodedScenes) -> None:
     in_range = {
         "family": (enc.family, len(FAMILIES)),
         "lane_type": (enc.lane_type, len(LANE_TYPES)),
+        "object_type": (enc.object_type, len(OBJECT_TYPES)),
     }
     checks = [
         *((name, np.all((a >= 0) & (a < k)), f"in [0, {k})") for name, (a, k) in in_range.items()),
