@@ -230,7 +230,7 @@ def test_cli_train_eval_predict_and_bad_input(small_dataset, tmp_path):
     run_cli("predict", str(run), "--data", str(small_dataset), "--out", str(out), check=True)
     table = pq.read_table(out)
     assert table.num_rows == len(ds.test) * 6
-    assert table.column_names == ["scene_id", "mode", "probability", "x", "y"]
+    assert table.column_names == ["scene_id", "scenario_id", "track_id", "mode", "probability", "x", "y"]
     first = table.slice(0, 6).to_pydict()
     np.testing.assert_allclose(sum(first["probability"]), 1.0, atol=1e-5)
     assert len(first["x"][0]) == 30

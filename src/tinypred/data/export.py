@@ -14,8 +14,9 @@ from tinypred.fileio import atomic_open
 
 def prediction_table(modes: np.ndarray, probs: np.ndarray, scenes: EncodedScenes) -> pa.Table:
     """modes (N, K, T, 2) in the agent frames of `scenes`, probs (N, K) -> a table with the columns
-    scene_id (int64), mode (int16), probability (float32), x and y (list<float64> of T world positions at
-    t = dt, 2 dt, ..., dt = scenes.dt). Rows are ordered by scene, then by mode (most probable first)."""
+    scene_id (int64), scenario_id and track_id (string), mode (int16), probability (float32), x and y
+    (list<float64> of T world positions at t = dt, 2 dt, ..., dt = scenes.dt). Rows are ordered by
+    sample, then by mode (most probable first)."""
     n, k, t, _ = modes.shape
     order = np.argsort(-probs, axis=1, kind="stable")
     modes = np.take_along_axis(modes, order[:, :, None, None], 1)
@@ -25,6 +26,8 @@ def prediction_table(modes: np.ndarray, probs: np.ndarray, scenes: EncodedScenes
     return pa.table(
         {
             "scene_id": np.repeat(scenes.scene_id, k),
+            "scenario_id": np.repeat(scenes.scenario_id, k),
+            "track_id": np.repeat(scenes.track_id, k),
             "mode": np.tile(np.arange(k, dtype=np.int16), n),
             "probability": probs.reshape(-1).astype(np.float32),
             "x": pa.ListArray.from_arrays(offsets, pa.array(world[..., 0].reshape(-1))),

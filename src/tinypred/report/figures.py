@@ -25,6 +25,15 @@ def save(fig: plt.Figure, path: str | Path) -> Path:
     return Path(path)
 
 
+ELEMENT_STYLE = {  # map element type -> colour, line width
+    "lane": ("0.75", 1.2),
+    "stop_line": ("crimson", 3.0),
+    "bike_lane": ("#8fbc8f", 1.2),
+    "bus_lane": ("#d2a24c", 1.2),
+}
+NEIGHBOUR_RANGE = 40.0  # m: neighbours whose last position is this close widen the view
+
+
 def draw_scene(
     ax: plt.Axes,
     enc: EncodedScenes,
@@ -33,14 +42,24 @@ def draw_scene(
     probs: np.ndarray | None = None,
     extra: dict[str, np.ndarray] | None = None,
 ) -> None:
-    """Scene i in its agent frame: lanes, history, future, the ground-truth alternatives, and optionally
-    predicted modes (K, T, 2) with probabilities (K,) and other single trajectories by name (T, 2)."""
-    stop = LANE_TYPES.index("stop_line")
-    for lane, ok, kind in zip(enc.lanes[i], enc.lane_mask[i], enc.lane_type[i], strict=True):
+    """Sample i in its agent frame, the way people look at Argoverse 2: the map elements (intersection
+    lanes dashed), the neighbours' pasts, the target's observed past and its future where known, the
+    ground-truth alternatives where there is a mixture, and optionally predicted modes (K, T, 2) with
+    probabilities (K,) and other single trajectories by name (T, 2)."""
+    for lane, ok, kind, crossing in zip(
+        enc.lanes[i], enc.lane_mask[i], enc.lane_type[i], enc.lane_is_intersection[i], strict=True
+    ):
         if ok:
-            ax.plot(
-                *lane.T, color="crimson" if kind == stop else "0.75", lw=3 if kind == stop else 1.2, zorder=1
-            )
+            colour, width = ELEMENT_STYLE[LANE_TYPES[kind]]
+            ax.plot(*lane.T, color=colour, lw=width, ls="--" if crossing else "-", zorder=1)
+    near = []  # the pasts of the neighbours close enough to frame
+    for m in np.flatnonzero(enc.neighbour_mask[i].any(-1)):
+        past = enc.neighbours[i, m, enc.neighbour_mask[i, m], :2]
+        label = "neighbours" if m == 0 else None
+        ax.plot(*past.T, color="steelblue", lw=1, alpha=0.7, zorder=2, label=label)
+        ax.plot(*past[-1], "o", color="steelblue", ms=3, zorder=2)
+        if np.linalg.norm(past[-1]) < NEIGHBOUR_RANGE:
+            near.append(past)
     for m in np.flatnonzero(enc.alt_mask[i]):
         ax.plot(
             *enc.alt_futures[i, m].T,
@@ -50,8 +69,11 @@ def draw_scene(
             zorder=2,
             label=f"{INTENTS[enc.alt_intent[i, m]]} p={enc.alt_probs[i, m]:.2f}",
         )
-    ax.plot(*enc.history[i, :, :2].T, "k.-", ms=2.5, lw=1, label="history", zorder=3)
-    ax.plot(*enc.future[i].T, color="green", lw=2.5, label="future", zorder=3)
+    history = enc.history[i, enc.history_mask[i], :2]
+    future = enc.future[i, enc.future_mask[i]]
+    ax.plot(*history.T, "k.-", ms=2.5, lw=1, label="history", zorder=3)
+    if len(future):
+        ax.plot(*future.T, color="green", lw=2.5, label="future", zorder=3)
     if modes is not None:
         weights = probs if probs is not None else np.full(len(modes), 1 / len(modes))
         for k, (mode, p) in enumerate(zip(modes, weights, strict=True)):
@@ -66,9 +88,9 @@ def draw_scene(
             ax.annotate(f"{p:.2f}", mode[-1], fontsize=6, color="purple")
     for name, traj in (extra or {}).items():
         ax.plot(*traj.T, lw=1.2, ls="--", label=name, zorder=4)
-    # Zoom to the motion (not the 80 m of lanes, nor modes of almost no probability): a square around
-    # the trajectories, 4 m of margin.
-    pts = [enc.history[i, :, :2], enc.future[i], enc.alt_futures[i][enc.alt_mask[i]].reshape(-1, 2)]
+    # Zoom to the motion (not the whole map, nor modes of almost no probability) and the neighbours
+    # close by: a square around them, 4 m of margin.
+    pts = [history, future, enc.alt_futures[i][enc.alt_mask[i]].reshape(-1, 2), *near]
     if modes is not None:
         pts.append(modes[weights >= 0.02].reshape(-1, 2))
     pts = np.concatenate(pts + [np.reshape(t, (-1, 2)) for t in (extra or {}).values()])
@@ -77,7 +99,15 @@ def draw_scene(
     ax.set_xlim(centre[0] - half, centre[0] + half)
     ax.set_ylim(centre[1] - half, centre[1] + half)
     ax.set_aspect("equal", adjustable="box")
-    ax.set_title(f"{FAMILIES[enc.family[i]]} #{enc.scene_id[i]}", fontsize=8)
+    recorded = FAMILIES[enc.family[i]] == "recorded"
+    title = (
+        f"{enc.scenario_id[i]} / track {enc.track_id[i]}"
+        if recorded
+        else f"{FAMILIES[enc.family[i]]} #{enc.scene_id[i]}"
+    )
+    ax.set_title(title, fontsize=8)
+    ax.set_xlabel("x along the heading (m)", fontsize=6)
+    ax.set_ylabel("y to the left (m)", fontsize=6)
     ax.tick_params(labelsize=6)
 
 
@@ -93,7 +123,8 @@ def scene_grid(enc: EncodedScenes, path: str | Path, n: int = 12, seed: int = 0)
     for ax in axes.flat[len(idx) :]:
         ax.axis("off")
     fig.suptitle(
-        "Scenes in their agent frames: lanes (grey), stop lines (red), ground-truth alternatives (dotted)",
+        "Samples in their agent frames: lanes (grey; dashed in an intersection), stop lines and crossings "
+        "(red), neighbours (blue), ground-truth alternatives (dotted)",
         fontsize=9,
     )
     return save(fig, path)

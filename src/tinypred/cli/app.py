@@ -1,0 +1,68 @@
+"""The command line's shared parts: the typer apps, the consoles, and the one place where the
+library's errors become command-line messages (its argument names become flags)."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from tinypred.data.dataset import Dataset
+from tinypred.data.encoding import EncodedScenes
+from tinypred.errors import TinypredError
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="tinypred: a tiny learned multimodal trajectory predictor, and backprop you can read.",
+)
+data_app = typer.Typer(
+    no_args_is_help=True, help="Datasets: generate, inspect, import from and export to Argoverse 2."
+)
+app.add_typer(data_app, name="data")
+
+console = Console()
+if not console.is_terminal:  # piped or captured: rich would squeeze tables into 80 columns
+    console.width = 120
+err_console = Console(stderr=True)
+
+
+def nonempty_split(ds: Dataset, split: str) -> EncodedScenes:
+    """The split's scenes; an empty one is a user error (there is nothing to score)."""
+    scenes = ds.split(split)
+    if len(scenes) == 0:
+        raise TinypredError(f"--split {split}: the {split} split of {ds.path} is empty")
+    return scenes
+
+
+# The library's argument names, as this command line spells them.
+ARG_FLAGS = {
+    "n_train": "--n-train",
+    "n_val": "--n-val",
+    "n_test": "--n-test",
+    "seed": "--seed",
+    "split": "--split",
+    "out": "--out",
+    "out_dir": "--out",
+    "device": "--device",
+    "resume": "--resume",
+    "check": "CHECK",
+    "overrides": "--set",
+}
+
+
+def user_message(e: TinypredError) -> str:
+    """The error as the command line reports it: the library's argument name replaced by its flag."""
+    if e.arg is None:
+        return e.message
+    return f"{ARG_FLAGS.get(e.arg, e.arg)}: {e.message}"
+
+
+def main() -> None:
+    try:
+        app()
+    except TinypredError as e:
+        err_console.print(f"tinypred: error: {user_message(e)}", highlight=False, soft_wrap=True)
+        sys.exit(1)

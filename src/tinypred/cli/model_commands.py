@@ -1,0 +1,147 @@
+"""`tinypred train`, `eval` and `predict`: the learned predictor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tinypred.cli.app import app, console, err_console, nonempty_split
+from tinypred.config import load_config
+from tinypred.data import dataset
+from tinypred.errors import TinypredError
+from tinypred.report import tables
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Option("--data", help="a dataset directory")],
+    out: Annotated[Path, typer.Option("--out", help="the run directory to write")],
+    config: Annotated[Path | None, typer.Option("--config", help="TrainConfig as .json or .toml")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs")] = None,
+    lr: Annotated[float | None, typer.Option("--lr")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
+    loss: Annotated[str | None, typer.Option("--loss", help="l2, wta or nll")] = None,
+    ce_weight: Annotated[float | None, typer.Option("--ce-weight")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or mps")] = None,
+    seed: Annotated[int | None, typer.Option("--seed")] = None,
+    bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help="bfloat16 autocast")] = None,
+    patience: Annotated[int | None, typer.Option("--patience", help="early stopping; 0 = off")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="any config key, e.g. model.width=128")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue the run in --out")] = False,
+) -> None:
+    """Train the K-mode MLP predictor; logs, TensorBoard events and checkpoints go to --out."""
+    from tinypred.config import parse_assignments
+    from tinypred.evaluation.tables import evaluate_scenes
+    from tinypred.predictors.baselines import fit_all
+    from tinypred.training import TrainConfig
+    from tinypred.training import train as run_training
+
+    values = {
+        "epochs": epochs,
+        "lr": lr,
+        "batch_size": batch_size,
+        "loss.kind": loss,
+        "loss.ce_weight": ce_weight,
+        "device": device,
+        "seed": seed,
+        "bf16": bf16,
+        "patience": patience,
+    }
+    overrides = {k: v for k, v in values.items() if v is not None} | parse_assignments(set_ or [])
+    try:
+        cfg = load_config(TrainConfig, config, overrides)
+    except TinypredError as e:  # an override's key -> the flag that set it
+        if e.arg is None or e.arg == "overrides":
+            raise
+        flag = TRAIN_FLAGS.get(e.arg) if e.arg in values and values[e.arg] is not None else None
+        raise TinypredError(e.message, arg=flag or f"--set {e.arg}") from None
+    ds = dataset.load(data)
+    refs = {
+        n: evaluate_scenes(b.predict(ds.val), ds.val) for n, b in fit_all(ds.train, ("cv", "cv_fan")).items()
+    }
+    result = run_training(
+        ds,
+        cfg,
+        out,
+        resume=resume,
+        progress=console.is_terminal,
+        baselines=refs,
+        on_epoch=lambda r: console.print(
+            f"epoch {r['epoch'] + 1}: train loss {r['train_loss']:.3f}  val loss {r['val_loss']:.3f}"
+            f"  val minFDE@6 {r['val_minFDE@6']:.2f}  MR@6 {r['val_MR@6']:.3f}",
+            highlight=False,
+        ),
+    )
+    for w in result.warnings:
+        err_console.print(f"warning: {w}", highlight=False)
+    console.print(
+        f"best epoch {result.best_epoch + 1}: val minFDE@6 {result.best_val['minFDE@6']:.3f} m "
+        f"(cv {refs['cv']['all']['minFDE@6']:.3f}, cv_fan {refs['cv_fan']['all']['minFDE@6']:.3f}); "
+        f"{result.train_seconds:.1f} s of training; wrote {out}"
+    )
+
+
+@app.command("eval")
+def eval_(
+    run: Annotated[Path, typer.Argument(help="a run directory")],
+    data: Annotated[Path, typer.Option("--data", help="a dataset directory")],
+    split: Annotated[str, typer.Option("--split")] = "test",
+    json_out: Annotated[Path | None, typer.Option("--json", help="default: RUN/eval_<split>.json")] = None,
+) -> None:
+    """Evaluate a trained run on a split: the metrics table and a JSON file."""
+    from tinypred.evaluation.tables import evaluate_scenes
+    from tinypred.fileio import write_json
+    from tinypred.predictors.model_file import load_run
+    from tinypred.predictors.prediction import predict_split
+
+    ds = dataset.load(data)
+    scenes = nonempty_split(ds, split)
+    loaded = load_run(run, ds)
+    results = {"mlp": evaluate_scenes(predict_split(loaded, ds, split), scenes)}
+    console.print(tables.metrics_table(f"{run} on {data} ({split} split)", results))
+    path = json_out or run / f"eval_{split}.json"
+    write_json(path, {"run": str(run), "data": str(data), "split": split, "results": results})
+    console.print(f"wrote {path}")
+
+
+@app.command()
+def predict(
+    run: Annotated[Path, typer.Argument(help="a run directory")],
+    data: Annotated[Path, typer.Option("--data", help="a dataset directory")],
+    out: Annotated[Path, typer.Option("--out", help="a .parquet file")],
+    split: Annotated[str, typer.Option("--split")] = "test",
+) -> None:
+    """Write the K modes of every scene, in the world frame, as Parquet (one row per scene and mode)."""
+    from tinypred.data.export import prediction_table, write_parquet
+    from tinypred.predictors.model_file import load_run
+    from tinypred.predictors.prediction import predict_split
+
+    if out.suffix != ".parquet":
+        raise TinypredError(f"--out {out}: expected a .parquet file name")
+    ds = dataset.load(data)
+    scenes = nonempty_split(ds, split)
+    loaded = load_run(run, ds)
+    pred = predict_split(loaded, ds, split)
+    table = prediction_table(pred.modes, pred.probs, scenes)
+    write_parquet(out, table)
+    console.print(
+        f"wrote {table.num_rows} rows ({len(scenes)} scenes x {loaded.model.cfg.modes} modes) to {out}"
+    )
+
+
+# `train`'s own flags, by the config key each one sets.
+TRAIN_FLAGS = {
+    "epochs": "--epochs",
+    "lr": "--lr",
+    "batch_size": "--batch-size",
+    "loss.kind": "--loss",
+    "loss.ce_weight": "--ce-weight",
+    "device": "--device",
+    "seed": "--seed",
+    "bf16": "--bf16",
+    "patience": "--patience",
+}
