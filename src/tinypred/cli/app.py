@@ -49,6 +49,16 @@ ARG_FLAGS = {
     "device": "--device",
     "resume": "--resume",
     "check": "CHECK",
+    "baseline": "--baseline",
+    "src": "SRC",
+    "agents": "--agents",
+    "history": "--history",
+    "future": "--future",
+    "lanes": "--lanes",
+    "lane_points": "--lane-points",
+    "neighbours": "--neighbours",
+    "workers": "--workers",
+    "limit": "--limit",
     "overrides": "--set",
 }
 

@@ -18,7 +18,7 @@ from tinypred.report import tables
 
 @data_app.command("generate")
 def data_generate(
-    out: Annotated[Path, typer.Option("--out", help="directory to write train/val/test .npz + meta.json")],
+    out: Annotated[Path, typer.Option("--out", help="the dataset directory to write (replaced as a whole)")],
     n_train: Annotated[int, typer.Option("--n-train")] = 20000,
     n_val: Annotated[int, typer.Option("--n-val")] = 4000,
     n_test: Annotated[int, typer.Option("--n-test")] = 4000,
@@ -35,6 +35,85 @@ def data_generate(
         f"wrote {total} scenes to {out} (train {n_train}, val {n_val}, test {n_test}, seed {seed}) "
         f"in {time.perf_counter() - start:.1f} s"
     )
+
+
+@data_app.command("import-av2")
+def data_import_av2(
+    src: Annotated[Path, typer.Argument(help="an AV2 root (train/ val/ test/), or one split with --split")],
+    out: Annotated[Path, typer.Option("--out", help="the dataset directory to write (replaced as a whole)")],
+    split: Annotated[
+        str | None, typer.Option("--split", help="SRC is this one split (train, val or test)")
+    ] = None,
+    agents: Annotated[
+        str, typer.Option("--agents", help="focal, or scored (the focal and every scored track)")
+    ] = "focal",
+    history: Annotated[int, typer.Option("--history", help="observed steps per sample")] = 50,
+    future: Annotated[int, typer.Option("--future", help="steps to predict")] = 60,
+    lanes: Annotated[int, typer.Option("--lanes", help="L: nearest map elements per sample")] = 16,
+    lane_points: Annotated[int, typer.Option("--lane-points", help="P: points per map element")] = 10,
+    neighbours: Annotated[int, typer.Option("--neighbours", help="M: nearest other agents per sample")] = 8,
+    workers: Annotated[int, typer.Option("--workers", help="processes reading scenarios")] = 1,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="at most this many scenarios per split")
+    ] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="stop at the first bad scenario")] = False,
+) -> None:
+    """Import Argoverse 2 scenarios and maps into a tinypred dataset (bad scenarios are skipped and listed
+    in OUT/import_report.json)."""
+    from tinypred.data.av2.importer import import_av2
+
+    report = import_av2(
+        src,
+        out,
+        split=split,
+        agents=agents,
+        history=history,
+        future=future,
+        lanes=lanes,
+        lane_points=lane_points,
+        neighbours=neighbours,
+        workers=workers,
+        limit=limit,
+        strict=strict,
+        progress=_progress_printer(),
+    )
+    for name, row in report["splits"].items():
+        console.print(
+            f"{name}: {row['imported']} of {row['scenarios']} scenarios imported ({row['samples']} samples), "
+            f"{row['skipped']} skipped",
+            highlight=False,
+        )
+    console.print(f"wrote {out} (skipped scenarios and their reasons: {out / 'import_report.json'})")
+
+
+@data_app.command("export-av2")
+def data_export_av2(
+    directory: Annotated[Path, typer.Argument(help="a dataset directory")],
+    out: Annotated[Path, typer.Option("--out", help="the folder of scenario folders to write")],
+    split: Annotated[str, typer.Option("--split", help="train, val or test")] = "test",
+) -> None:
+    """Write every sample of a split as Argoverse 2 scenario folders (scenario parquet + map JSON)."""
+    from tinypred.data.av2.exporter import export_av2
+
+    ds = dataset.load(directory)
+    summary = export_av2(ds, out, split=split)
+    console.print(f"wrote {summary['scenarios']} scenarios ({split} split of {directory}) to {out}")
+
+
+def _progress_printer():
+    """A progress callback(split, done, total): a line per tenth of each split, with scenarios/s."""
+    start: dict[str, float] = {}
+    shown: dict[str, int] = {}
+
+    def show(split: str, done: int, total: int) -> None:
+        start.setdefault(split, time.perf_counter())
+        tenth = 10 * done // max(total, 1)
+        if tenth > shown.get(split, -1) or done == total:
+            shown[split] = tenth
+            rate = done / max(time.perf_counter() - start[split], 1e-9)
+            console.print(f"  {split}: {done}/{total} scenarios, {rate:.0f}/s", highlight=False)
+
+    return show
 
 
 @data_app.command("inspect")

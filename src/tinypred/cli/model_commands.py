@@ -110,26 +110,55 @@ def eval_(
 
 @app.command()
 def predict(
-    run: Annotated[Path, typer.Argument(help="a run directory")],
-    data: Annotated[Path, typer.Option("--data", help="a dataset directory")],
-    out: Annotated[Path, typer.Option("--out", help="a .parquet file")],
+    run: Annotated[Path | None, typer.Argument(help="a run directory (or give --baseline)")] = None,
+    data: Annotated[Path, typer.Option("--data", help="a dataset directory")] = Path("data/ds"),
+    out: Annotated[Path, typer.Option("--out", help="the .parquet file to write")] = Path(
+        "predictions.parquet"
+    ),
     split: Annotated[str, typer.Option("--split")] = "test",
+    format_: Annotated[
+        str,
+        typer.Option("--format", help="tinypred (every mode, world frame) or av2 (a challenge submission)"),
+    ] = "tinypred",
+    baseline: Annotated[
+        str | None, typer.Option("--baseline", help="predict with this baseline, not a run")
+    ] = None,
 ) -> None:
-    """Write the K modes of every scene, in the world frame, as Parquet (one row per scene and mode)."""
+    """Predict a split and write it as Parquet: tinypred's table (one row per sample and mode, world
+    frame) or an Argoverse 2 challenge submission (focal tracks, 6 modes, city frame)."""
     from tinypred.data.export import prediction_table, write_parquet
-    from tinypred.predictors.model_file import load_run
-    from tinypred.predictors.prediction import predict_split
 
+    if (run is None) == (baseline is None):
+        raise TinypredError("give a run directory or --baseline NAME, not both or neither", arg="RUN")
+    if format_ not in ("tinypred", "av2"):
+        raise TinypredError(f"expected tinypred or av2, got {format_!r}", arg="--format")
     if out.suffix != ".parquet":
-        raise TinypredError(f"--out {out}: expected a .parquet file name")
+        raise TinypredError(f"{out}: expected a .parquet file name", arg="--out")
     ds = dataset.load(data)
     scenes = nonempty_split(ds, split)
-    loaded = load_run(run, ds)
-    pred = predict_split(loaded, ds, split)
-    table = prediction_table(pred.modes, pred.probs, scenes)
-    write_parquet(out, table)
+    if baseline is not None:
+        from tinypred.predictors.baselines import fit_all
+
+        if len(ds.train) == 0 or not ds.train.has_future:
+            raise TinypredError(
+                f"{data} has no training split with known futures to fit it on", arg="--baseline"
+            )
+        pred = fit_all(ds.train, (baseline,))[baseline].predict(scenes)
+    else:
+        from tinypred.predictors.model_file import load_run
+        from tinypred.predictors.prediction import predict_split
+
+        pred = predict_split(load_run(run, ds), ds, split, with_scale=False)
+    if format_ == "av2":
+        from tinypred.data.av2.submission import submission_table, write_submission
+
+        table = submission_table(pred.modes, pred.probs, scenes)
+        write_submission(out, table)
+    else:
+        table = prediction_table(pred.modes, pred.probs, scenes)
+        write_parquet(out, table)
     console.print(
-        f"wrote {table.num_rows} rows ({len(scenes)} scenes x {loaded.model.cfg.modes} modes) to {out}"
+        f"wrote {table.num_rows} rows ({len(scenes)} samples, {format_} format) to {out}", highlight=False
     )
 
 

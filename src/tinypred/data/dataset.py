@@ -104,24 +104,50 @@ def make(config: SceneConfig, n_train: int, n_val: int, n_test: int, seed: int) 
     return Dataset(*splits, normalizer=Normalizer.fit(features(splits[0])), config=config, seed=seed)
 
 
-def meta_of(ds: Dataset) -> dict[str, Any]:
-    """Everything meta.json says about `ds` but the shard index (the writer adds it)."""
+def dataset_meta(
+    *,
+    source: str,
+    dt: float,
+    shapes: dict[str, int],
+    counts: dict[str, int],
+    has_future: dict[str, bool],
+    normalizer: Normalizer,
+    config: SceneConfig | None = None,
+    seed: int | None = None,
+    options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Everything meta.json says about a dataset but the shard index (the writer adds it)."""
     return {
         "schema_version": SCHEMA_VERSION,
-        "source": ds.source,
-        "dt": ds.dt,
-        "shapes": ds.shapes,
-        "seed": ds.seed,
-        "config": ds.config.model_dump() if ds.config is not None else None,
-        "options": ds.options,
-        "counts": {name: len(ds.split(name)) for name in SPLITS},
-        "has_future": {name: ds.split(name).has_future for name in SPLITS},
+        "source": source,
+        "dt": dt,
+        "shapes": shapes,
+        "seed": seed,
+        "config": config.model_dump() if config is not None else None,
+        "options": options or {},
+        "counts": counts,
+        "has_future": has_future,
         "families": list(FAMILIES),
         "intents": list(INTENTS),
         "lane_types": list(LANE_TYPES),
         "object_types": list(OBJECT_TYPES),
-        "normalization": {"mean": ds.normalizer.mean.tolist(), "std": ds.normalizer.std.tolist()},
+        "normalization": {"mean": normalizer.mean.tolist(), "std": normalizer.std.tolist()},
     }
+
+
+def meta_of(ds: Dataset) -> dict[str, Any]:
+    """`dataset_meta` of a dataset in memory."""
+    return dataset_meta(
+        source=ds.source,
+        dt=ds.dt,
+        shapes=ds.shapes,
+        counts={name: len(ds.split(name)) for name in SPLITS},
+        has_future={name: ds.split(name).has_future for name in SPLITS},
+        normalizer=ds.normalizer,
+        config=ds.config,
+        seed=ds.seed,
+        options=ds.options,
+    )
 
 
 def save(ds: Dataset, out: str | Path) -> Path:
@@ -164,6 +190,12 @@ def load(path: str | Path) -> Dataset:
     except (KeyError, TypeError, ValueError) as e:
         raise TinypredError(f"{meta_path}: field {e} missing or malformed") from None
     splits = [_load_split(path, name, meta, shapes, dt) for name in SPLITS]
+    for name, enc in zip(SPLITS, splits, strict=True):
+        said = (meta.get("has_future") or {}).get(name)
+        if said is not enc.has_future:
+            raise TinypredError(
+                f"{meta_path}: field 'has_future.{name}' is {said!r}, the arrays say {enc.has_future}"
+            )
     d = feature_layout(shapes["H"], shapes["L"], shapes["P"])["lane_is_intersection"].stop
     if normalizer.mean.shape != (d,) or normalizer.std.shape != (d,) or not np.all(normalizer.std > 0):
         raise TinypredError(f"{meta_path}: normalization: expected mean and std of {d} numbers, std > 0")

@@ -4,7 +4,8 @@
 as in the Argoverse 2 benchmark; `scales` fits each predictor's per-step NLL scale by maximum
 likelihood; `tables` scores a prediction on encoded scenes overall, at decision points and per family;
 `averaging` measures mode averaging. May import the shared utilities and `tinypred.data` (for the
-scenes a table is sliced by); `metrics` itself imports nothing of tinypred but errors and geometry.
+scenes a table is sliced by); `metrics` itself imports nothing of tinypred but errors, geometry and
+the AV2 rule for probabilities that sum to 1 (`data.av2.schema.probs_sum_to_one`).
 """
 
 from tinypred.evaluation.averaging import averaging_stats, branch_distances, mode_spread

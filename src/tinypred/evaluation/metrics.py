@@ -22,6 +22,7 @@ from typing import Literal
 
 import numpy as np
 
+from tinypred.data.av2.schema import probs_sum_to_one
 from tinypred.errors import TinypredError
 from tinypred.geometry import as_complex
 
@@ -100,11 +101,6 @@ def validate(
         if scale_a.min() <= 0:
             raise TinypredError(f"scale must be > 0; got minimum {scale_a.min():g}")
     return pred_a, gt_a, probs_a, scale_a
-
-
-def probs_sum_to_one(sums: np.ndarray) -> np.ndarray:
-    """(N,) bool: each row sum of probabilities counts as 1, by the AV2 submission check's rule."""
-    return np.isclose(1.0, sums)
 
 
 def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:

@@ -18,7 +18,7 @@ class Scored(Protocol):
 
     modes: np.ndarray
     probs: np.ndarray
-    scale: np.ndarray
+    scale: np.ndarray | None
 
 
 def evaluate_scenes(
@@ -26,6 +26,8 @@ def evaluate_scenes(
 ) -> dict[str, dict[str, float]]:
     """`evaluate` a prediction on EncodedScenes, sliced by decision / other and by family. Samples whose
     future is unknown (an Argoverse 2 test split) cannot be scored: that is an error, not a zero."""
+    if prediction.scale is None:
+        raise TinypredError("the prediction has no NLL scale (made for export only)", arg="prediction")
     if not scenes.has_future:
         raise TinypredError(
             "the futures of these samples are unknown (an Argoverse 2 test split?): they can be predicted "

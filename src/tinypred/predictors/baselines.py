@@ -85,6 +85,10 @@ class Baseline:
         return True
 
     def fit(self, train: EncodedScenes) -> Baseline:
+        if len(train) == 0 or not train.has_future:
+            raise TinypredError(
+                f"fitting {self.name} needs training samples whose futures are known", arg="train"
+            )
         if not self.applies(train):
             raise TinypredError(f"the {self.name} baseline needs what these samples lack", arg="baseline")
         self._fit_probs(train)

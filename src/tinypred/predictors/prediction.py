@@ -28,12 +28,13 @@ class Prediction:
     """What every predictor (baseline or model) returns, in the agent frame.
 
     modes (N, K, T, 2), probs (N, K) summing to 1, scale (T,) or (N, K, T): the per-step scale of the
-    NLL's Laplace/Gaussian components (fitted on the training split for the baselines).
+    NLL's Laplace/Gaussian components (fitted on the training split for the baselines); None when it was
+    not fitted (a prediction for export only: it cannot be scored).
     """
 
     modes: np.ndarray
     probs: np.ndarray
-    scale: np.ndarray
+    scale: np.ndarray | None
 
 
 def model_inputs(scenes: EncodedScenes, normalizer: Normalizer, device: torch.device) -> torch.Tensor:
@@ -75,9 +76,17 @@ def model_prediction(
     return Prediction(modes, probs, scale)
 
 
-def predict_split(loaded: LoadedModel, ds: Dataset, split: str = "test") -> Prediction:
-    """A loaded model's prediction on a split of `ds` (its NLL scales, if fitted, from ds.train)."""
+def predict_split(
+    loaded: LoadedModel, ds: Dataset, split: str = "test", with_scale: bool = True
+) -> Prediction:
+    """A loaded model's prediction on a split of `ds` (its NLL scales, if fitted, from ds.train).
+    `with_scale=False` skips fitting the scales (nothing to score: an export); scale is then None."""
     device = next(loaded.model.parameters()).device
+    if not with_scale:
+        modes, probs, scale = model_outputs(
+            loaded.model, model_inputs(ds.split(split), loaded.normalizer, device)
+        )
+        return Prediction(modes, probs, scale)
     return model_prediction(
         loaded.model,
         model_inputs(ds.split(split), loaded.normalizer, device),

@@ -7,6 +7,7 @@ steps and 60 to predict; train and val hold all 110, test only the 50 observed.
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 
 from tinypred.data.scene_config import LANE_TYPES, OBJECT_TYPES
@@ -103,6 +104,12 @@ SUBMISSION_COLUMNS: dict[str, pa.DataType] = {
     "predicted_trajectory_y": pa.list_(pa.float64()),
 }
 SUBMISSION_MODES = 6
+
+
+def probs_sum_to_one(sums: np.ndarray) -> np.ndarray:
+    """(N,) bool: which sums of probabilities count as 1, by ChallengeSubmission's rule np.isclose(1, sum)
+    (rtol 1e-5, atol 1e-8). The metrics apply the same rule, so every valid submission can be scored."""
+    return np.isclose(1.0, sums)
 
 
 def scenario_files(scenario_id: str) -> tuple[str, str]:
