@@ -123,18 +123,33 @@ def data_inspect(
         Path | None, typer.Option("--plot", help="draw a grid of random scenes to this PNG")
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="which random scenes to draw")] = 0,
+    split: Annotated[
+        str | None, typer.Option("--split", help="draw from this split (default: train)")
+    ] = None,
+    run: Annotated[Path | None, typer.Option("--run", help="draw this run's predicted modes too")] = None,
 ) -> None:
-    """Counts per family and split, speed and displacement statistics; optionally a picture."""
+    """Counts per family and split, speed and displacement statistics; optionally a picture of samples
+    (map elements, neighbours, past, future and, with --run, the predicted modes)."""
     ds = dataset.load(directory)
-    title = f"{directory}  (seed {ds.seed}, dt {ds.dt:g} s, schema {dataset.SCHEMA_VERSION})"
+    source = f"seed {ds.seed}" if ds.source == "synthetic" else ds.source
+    title = f"{directory}  ({source}, dt {ds.dt:g} s, schema {dataset.SCHEMA_VERSION})"
     console.print(tables.summary_table(title, dataset.summary(ds)))
     if plot is not None:
         from tinypred.report import figures as plots
 
         if plot.suffix.lower() != ".png":
             raise TinypredError(f"--plot {plot}: expected a .png file name")
-        plots.scene_grid(ds.train if len(ds.train) else ds.test, plot, seed=seed)
-        console.print(f"drew scenes to {plot}")
+        name = split or next((s for s in ("train", "val", "test") if len(ds.split(s))), "train")
+        scenes = nonempty_split(ds, name)
+        modes = probs = None
+        if run is not None:
+            from tinypred.predictors.model_file import load_run
+            from tinypred.predictors.prediction import predict_split
+
+            pred = predict_split(load_run(run, ds), ds, name, with_scale=False)
+            modes, probs = pred.modes, pred.probs
+        plots.scene_grid(scenes, plot, seed=seed, modes=modes, probs=probs)
+        console.print(f"drew {name} samples to {plot}")
 
 
 @app.command()

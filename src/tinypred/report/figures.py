@@ -111,14 +111,23 @@ def draw_scene(
     ax.tick_params(labelsize=6)
 
 
-def scene_grid(enc: EncodedScenes, path: str | Path, n: int = 12, seed: int = 0) -> Path:
-    """A grid of `n` random scenes (chosen with `seed`)."""
+def scene_grid(
+    enc: EncodedScenes,
+    path: str | Path,
+    n: int = 12,
+    seed: int = 0,
+    modes: np.ndarray | None = None,
+    probs: np.ndarray | None = None,
+) -> Path:
+    """A grid of `n` random samples (chosen with `seed`), with predicted modes (N, K, T, 2) and their
+    probabilities (N, K) for every sample of `enc` when given."""
     idx = np.random.default_rng(seed).choice(len(enc), size=min(n, len(enc)), replace=False)
     cols = min(4, len(idx)) or 1
     rows = max(1, -(-len(idx) // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.4 * rows), squeeze=False)
     for ax, i in zip(axes.flat, idx, strict=False):
-        draw_scene(ax, enc, int(i))
+        shown = (None, None) if modes is None else (modes[i], probs[i])
+        draw_scene(ax, enc, int(i), *shown)
         ax.legend(fontsize=5, loc="best")
     for ax in axes.flat[len(idx) :]:
         ax.axis("off")
@@ -127,6 +136,7 @@ def scene_grid(enc: EncodedScenes, path: str | Path, n: int = 12, seed: int = 0)
         "(red), neighbours (blue), ground-truth alternatives (dotted)",
         fontsize=9,
     )
+    fig.tight_layout(rect=(0, 0, 1, 0.96))  # room for the title; no row's labels under the next's title
     return save(fig, path)
 
 
