@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -62,28 +64,31 @@ def data_import_av2(
     in OUT/import_report.json)."""
     from tinypred.data.av2.importer import import_av2
 
-    report = import_av2(
-        src,
-        out,
-        split=split,
-        agents=agents,
-        history=history,
-        future=future,
-        lanes=lanes,
-        lane_points=lane_points,
-        neighbours=neighbours,
-        workers=workers,
-        limit=limit,
-        strict=strict,
-        progress=_progress_printer(),
-    )
+    with _import_progress() as progress:
+        report = import_av2(
+            src,
+            out,
+            split=split,
+            agents=agents,
+            history=history,
+            future=future,
+            lanes=lanes,
+            lane_points=lane_points,
+            neighbours=neighbours,
+            workers=workers,
+            limit=limit,
+            strict=strict,
+            progress=progress,
+        )
     for name, row in report["splits"].items():
         console.print(
             f"{name}: {row['imported']} of {row['scenarios']} scenarios imported ({row['samples']} samples), "
             f"{row['skipped']} skipped",
             highlight=False,
         )
-    console.print(f"wrote {out} (skipped scenarios and their reasons: {out / 'import_report.json'})")
+    console.print(
+        f"wrote {out}; skipped scenarios and their reasons: {out / 'import_report.json'}", highlight=False
+    )
 
 
 @data_app.command("export-av2")
@@ -100,20 +105,46 @@ def data_export_av2(
     console.print(f"wrote {summary['scenarios']} scenarios ({split} split of {directory}) to {out}")
 
 
-def _progress_printer():
-    """A progress callback(split, done, total): a line per tenth of each split, with scenarios/s."""
+@contextlib.contextmanager
+def _import_progress() -> Iterator[Callable[[str, int, int], None]]:
+    """A progress callback(split, done, total) for the import: a rich bar with scenarios/s on a terminal,
+    otherwise a plain line per tenth of each split (logs and CI read those)."""
     start: dict[str, float] = {}
+    last = [time.perf_counter()]  # a split's clock starts when the previous one's last chunk ended
+
+    def rate(split: str, done: int) -> float:
+        now = time.perf_counter()
+        start.setdefault(split, last[0])
+        last[0] = now
+        return done / max(now - start[split], 1e-9)
+
+    if console.is_terminal:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        bar = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
+        )
+        tasks: dict[str, int] = {}
+
+        def update(split: str, done: int, total: int) -> None:
+            speed = rate(split, done)
+            if split not in tasks:
+                tasks[split] = bar.add_task(split, total=total)
+            bar.update(tasks[split], completed=done, description=f"{split} ({speed:.0f} scenarios/s)")
+
+        with bar:
+            yield update
+        return
     shown: dict[str, int] = {}
 
     def show(split: str, done: int, total: int) -> None:
-        start.setdefault(split, time.perf_counter())
+        speed = rate(split, done)
         tenth = 10 * done // max(total, 1)
         if tenth > shown.get(split, -1) or done == total:
             shown[split] = tenth
-            rate = done / max(time.perf_counter() - start[split], 1e-9)
-            console.print(f"  {split}: {done}/{total} scenarios, {rate:.0f}/s", highlight=False)
+            console.print(f"  {split}: {done}/{total} scenarios, {speed:.0f}/s", highlight=False)
 
-    return show
+    yield show
 
 
 @data_app.command("inspect")
