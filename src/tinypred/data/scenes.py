@@ -129,8 +129,8 @@ class SceneArrays:
 @dataclass(frozen=True)
 class Scenes(SceneArrays):
     """N samples in the world frame: history (N, H, 5) and neighbours (N, M, H, 5) are the observed x, y,
-    heading, vx, vy (m, rad, m/s), float64; future, lanes and alternatives are float32 (6e-5 m of
-    resolution at 1 km)."""
+    heading, vx, vy (m, rad, m/s), float64; the generator keeps future, lanes and alternatives float32
+    (6e-5 m of resolution within its 1 km), the Argoverse 2 importer float64 (city coordinates)."""
 
     def rigid_transform(self, angle: float, shift: np.ndarray) -> Scenes:
         """The same scenes rotated by `angle` about the origin, then moved by `shift` (2,)."""

@@ -30,10 +30,10 @@ def _by_scenario(enc) -> np.ndarray:
 
 def test_synthetic_export_then_import_gives_the_same_encoded_arrays(tmp_path):
     cfg = SceneConfig()
-    ds = dataset.make(cfg, 1, 1, 60, seed=4)
+    ds = dataset.make(cfg, 1, 1, 300, seed=4)
     export_av2(ds, tmp_path / "av2" / "test", split="test")
     back, report = _import_with(tmp_path, cfg)
-    assert report["splits"]["test"]["imported"] == 60 and not report["skipped"]
+    assert report["splits"]["test"]["imported"] == 300 and not report["skipped"]
     a, b = ds.test.subset(_by_scenario(ds.test)), back.test.subset(_by_scenario(back.test))
     np.testing.assert_array_equal(a.scenario_id, b.scenario_id)
     np.testing.assert_array_equal(a.track_id, b.track_id)

@@ -107,7 +107,9 @@ def build_samples(
         :, :lanes
     ]
     shown = nearest.shape[1]
-    lane_points_out = np.zeros((n, lanes, lane_points, 2), np.float32)
+    # float64 in the city frame (its coordinates run to thousands of metres, where float32 steps are
+    # 1e-4 m): the agent frame is float32 only after encode() subtracts the pose.
+    lane_points_out = np.zeros((n, lanes, lane_points, 2))
     shaped = polylines.resample(map_elements.polylines, lane_points)
     # An element that already has P points is taken as it is, not re-spaced: AV2's centre-lines come with
     # 10 (the default P), and an exported synthetic lane (arcs sampled evenly along the arc) comes back
@@ -124,9 +126,9 @@ def build_samples(
     lane_is_intersection[:, :shown] = map_elements.is_intersection[nearest]
 
     if has_future:
-        future_xy = sc.positions[targets, last + 1 : last + 1 + future].astype(np.float32)
+        future_xy = sc.positions[targets, last + 1 : last + 1 + future]
     else:
-        future_xy = np.zeros((n, future, 2), np.float32)
+        future_xy = np.zeros((n, future, 2))
     scenes = Scenes(
         history=states[targets],
         history_mask=seen[targets],
