@@ -125,10 +125,9 @@ def build_samples(
     lane_is_intersection = np.zeros((n, lanes), bool)
     lane_is_intersection[:, :shown] = map_elements.is_intersection[nearest]
 
-    if has_future:
-        future_xy = sc.positions[targets, last + 1 : last + 1 + future]
-    else:
-        future_xy = np.zeros((n, future, 2))
+    future_xy = (
+        sc.positions[targets, last + 1 : last + 1 + future] if has_future else np.zeros((n, future, 2))
+    )
     scenes = Scenes(
         history=states[targets],
         history_mask=seen[targets],

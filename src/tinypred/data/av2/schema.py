@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from tinypred.data.scene_config import LANE_TYPES, OBJECT_TYPES
+from tinypred.data.scene_config import LANE_TYPES
 
 DT = 0.1  # s
 HISTORY_STEPS, FUTURE_STEPS = 50, 60
@@ -41,19 +41,7 @@ SCENARIO_COLUMNS: dict[str, pa.DataType] = {
 }
 OPTIONAL_COLUMNS: dict[str, pa.DataType] = {"map_id": pa.int64(), "slice_id": pa.string()}
 
-# ObjectType values, as tinypred's OBJECT_TYPES lists them.
-assert OBJECT_TYPES == (
-    "vehicle",
-    "pedestrian",
-    "motorcyclist",
-    "cyclist",
-    "bus",
-    "static",
-    "background",
-    "construction",
-    "riderless_bicycle",
-    "unknown",
-)
+# ObjectType values: tinypred's OBJECT_TYPES are exactly these, in av2's order.
 
 # The map JSON: {"lane_segments": {id: {...}}, "drivable_areas": {id: {...}}, "pedestrian_crossings":
 # {id: {...}}}, points as {"x", "y", "z"}. LaneSegment.from_dict reads exactly these keys.
