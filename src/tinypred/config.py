@@ -54,10 +54,18 @@ def build(model: type[M], data: dict[str, Any], source: str | None = None) -> M:
         raise TinypredError(first["msg"].removeprefix("Value error, "), arg=loc) from None
 
 
-def load_config(model: type[M], path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> M:
-    """Defaults, then the file (if any), then `overrides` (dotted keys such as "model.width"). An error
-    in an override names its key as the error's `arg`."""
-    data = read_mapping(path) if path is not None else {}
+def load_config(
+    model: type[M],
+    path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    base: dict[str, Any] | None = None,
+) -> M:
+    """Defaults, then the file (if any; else `base`), then `overrides` (dotted keys such as "model.width").
+    A run's own config.json is accepted as a file: its settings are under "train". An error in an
+    override names its key as the error's `arg`."""
+    data = read_mapping(path) if path is not None else dict(base or {})
+    if "train" in data and isinstance(data["train"], dict) and "train" not in model.model_fields:
+        data = data["train"]  # a run directory's config.json: {"train": {...}, "data": ..., ...}
     cfg = build(model, data, str(path) if path else None)
     if overrides:
         merged = cfg.model_dump()

@@ -74,5 +74,15 @@ def main() -> None:
     try:
         app()
     except TinypredError as e:
-        err_console.print(f"tinypred: error: {user_message(e)}", highlight=False, soft_wrap=True)
-        sys.exit(1)
+        fail(user_message(e))
+    except OSError as e:  # a path the system refused: read-only, a directory, not a directory, full disk
+        where = f"{e.filename}: " if e.filename else ""
+        fail(f"{where}{e.strerror or e}")
+    except MemoryError:
+        fail("not enough memory for this; ask for less (fewer scenes, a smaller batch)")
+
+
+def fail(message: str) -> None:
+    """One line on stderr, exit code 1: a user error, never a traceback."""
+    err_console.print(f"tinypred: error: {message}", highlight=False, soft_wrap=True)
+    sys.exit(1)

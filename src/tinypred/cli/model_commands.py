@@ -31,7 +31,13 @@ def train(
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="any config key, e.g. model.width=128")
     ] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="continue the run in --out")] = False,
+    checkpoint_every: Annotated[
+        str | None,
+        typer.Option("--checkpoint-every", help="mid-epoch checkpoints: N steps (500) or minutes (5min)"),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="continue the run in --out, with its own settings")
+    ] = False,
 ) -> None:
     """Train the K-mode MLP predictor; logs, TensorBoard events and checkpoints go to --out."""
     from tinypred.config import parse_assignments
@@ -39,6 +45,7 @@ def train(
     from tinypred.predictors.baselines import fit_all
     from tinypred.training import TrainConfig
     from tinypred.training import train as run_training
+    from tinypred.training.run_dir import read_identity
 
     values = {
         "epochs": epochs,
@@ -50,10 +57,13 @@ def train(
         "seed": seed,
         "bf16": bf16,
         "patience": patience,
+        "checkpoint_every": checkpoint_every,
     }
     overrides = {k: v for k, v in values.items() if v is not None} | parse_assignments(set_ or [])
+    # A resume starts from the run's own settings: only what is given again is compared with them.
+    saved = read_identity(out) if resume and config is None else None
     try:
-        cfg = load_config(TrainConfig, config, overrides)
+        cfg = load_config(TrainConfig, config, overrides, base=saved["train"] if saved else None)
     except TinypredError as e:  # an override's key -> the flag that set it
         if e.arg is None or e.arg == "overrides":
             raise
@@ -76,6 +86,8 @@ def train(
             highlight=False,
         ),
     )
+    if result.started != "new":
+        console.print(f"{out}: {result.started}", highlight=False)
     for w in result.warnings:
         err_console.print(f"warning: {w}", highlight=False)
     console.print(
@@ -173,4 +185,5 @@ TRAIN_FLAGS = {
     "seed": "--seed",
     "bf16": "--bf16",
     "patience": "--patience",
+    "checkpoint_every": "--checkpoint-every",
 }

@@ -11,6 +11,9 @@ validates every shard before it returns; every split carries the dataset's ``dt`
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -94,6 +97,7 @@ def make(config: SceneConfig, n_train: int, n_val: int, n_test: int, seed: int) 
         raise TinypredError(f"expected an integer >= 0, got {seed}", arg="seed")
     if n_train < 1:
         raise TinypredError("expected at least 1 scene (normalisation is fitted on it)", arg="n_train")
+    _check_memory(config, n_train + n_val + n_test)
     streams = np.random.SeedSequence(seed).spawn(len(SPLITS))
     splits = []
     for name, n, stream in zip(SPLITS, (n_train, n_val, n_test), streams, strict=True):
@@ -135,6 +139,23 @@ def dataset_meta(
     }
 
 
+def _check_memory(config: SceneConfig, n: int) -> None:
+    """Refuse, before allocating, a dataset that cannot fit in this machine's memory."""
+    shapes = {"H": config.history_steps, "T": config.future_steps, "L": config.max_lanes}
+    shapes |= {"P": config.lane_points, "M": config.max_neighbours, "A": MAX_ALTERNATIVES}
+    per_sample = sum(
+        int(np.prod(shape)) * (16 if dtype == "str" else np.dtype(dtype).itemsize)
+        for shape, dtype in expected_arrays(shapes).values()
+    )
+    need = 3 * n * per_sample  # the world-frame scenes, the encoded ones, and the generator's work arrays
+    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > available:
+        raise TinypredError(
+            f"{n} scenes need about {need / 2**30:.0f} GiB; this machine has {available / 2**30:.0f} GiB",
+            arg="n_train",
+        )
+
+
 def meta_of(ds: Dataset) -> dict[str, Any]:
     """`dataset_meta` of a dataset in memory."""
     return dataset_meta(
@@ -148,6 +169,20 @@ def meta_of(ds: Dataset) -> dict[str, Any]:
         seed=ds.seed,
         options=ds.options,
     )
+
+
+def fingerprint(ds: Dataset) -> str:
+    """A hash of a dataset's content: its meta.json (counts, shapes, normaliser -- fitted on every training
+    sample --, config, seed) and a strided sample of every split's ids and histories. Where the data came
+    from (`options`, `path`) is left out: a moved dataset is the same dataset."""
+    meta = {k: v for k, v in meta_of(ds).items() if k != "options"}
+    digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
+    for name in SPLITS:
+        enc = ds.split(name)
+        step = max(1, len(enc) // 256)
+        for array in (enc.scenario_id[::step], enc.track_id[::step], enc.history[::step]):
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def save(ds: Dataset, out: str | Path) -> Path:
@@ -182,13 +217,23 @@ def load(path: str | Path) -> Dataset:
             raise TinypredError(f"{meta_path}: field 'config' missing or not an object")
         config = build(SceneConfig, meta["config"], f"{meta_path}: config")
     dt, shapes = _dt_and_shapes(meta, meta_path, config)
+    seed = meta.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+        raise TinypredError(f"{meta_path}: field 'seed' must be an integer >= 0 or null, got {seed!r}")
+    norm = meta.get("normalization")
+    if not isinstance(norm, dict) or not all(isinstance(norm.get(k), list) for k in ("mean", "std")):
+        raise TinypredError(
+            f"{meta_path}: field 'normalization' must be an object with lists 'mean' and 'std'"
+        )
     try:
-        seed = meta["seed"] if meta["seed"] is None else int(meta["seed"])
-        norm = meta["normalization"]
         normalizer = Normalizer(np.asarray(norm["mean"], np.float32), np.asarray(norm["std"], np.float32))
-        options = dict(meta.get("options") or {})
-    except (KeyError, TypeError, ValueError) as e:
-        raise TinypredError(f"{meta_path}: field {e} missing or malformed") from None
+    except (TypeError, ValueError):
+        raise TinypredError(
+            f"{meta_path}: field 'normalization': mean and std must be lists of numbers"
+        ) from None
+    options = meta.get("options") or {}
+    if not isinstance(options, dict):
+        raise TinypredError(f"{meta_path}: field 'options' must be an object")
     splits = [_load_split(path, name, meta, shapes, dt) for name in SPLITS]
     for name, enc in zip(SPLITS, splits, strict=True):
         said = (meta.get("has_future") or {}).get(name)
@@ -196,9 +241,11 @@ def load(path: str | Path) -> Dataset:
             raise TinypredError(
                 f"{meta_path}: field 'has_future.{name}' is {said!r}, the arrays say {enc.has_future}"
             )
-    d = feature_layout(shapes["H"], shapes["L"], shapes["P"])["lane_is_intersection"].stop
-    if normalizer.mean.shape != (d,) or normalizer.std.shape != (d,) or not np.all(normalizer.std > 0):
-        raise TinypredError(f"{meta_path}: normalization: expected mean and std of {d} numbers, std > 0")
+    problem = normalizer.problem(
+        feature_layout(shapes["H"], shapes["L"], shapes["P"])["lane_is_intersection"].stop
+    )
+    if problem is not None:
+        raise TinypredError(f"{meta_path}: field 'normalization': {problem}")
     return Dataset(
         *splits, normalizer=normalizer, source=source, config=config, seed=seed, options=options, path=path
     )

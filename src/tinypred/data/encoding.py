@@ -201,6 +201,17 @@ class Normalizer:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return ((x - self.mean) / self.std).astype(np.float32)
 
+    def problem(self, features: int) -> str | None:
+        """Why these numbers cannot standardise `features` features (None when they can): a NaN mean
+        would poison every prediction, an infinite std silently zero a feature."""
+        if self.mean.shape != (features,) or self.std.shape != (features,):
+            return f"expected mean and std of {features} numbers, got {self.mean.shape} and {self.std.shape}"
+        if not (np.isfinite(self.mean).all() and np.isfinite(self.std).all()):
+            return "mean and std must be finite"
+        if not (self.std > 0).all():
+            return "std must be > 0"
+        return None
+
 
 class FeatureMoments:
     """Running count, mean and sum of squared deviations of features, fed chunk by chunk (a split that

@@ -48,7 +48,8 @@ MAX_ALTERNATIVES = 3  # M: the most intents any family has
 class SceneConfig(BaseModel):
     """Every knob of the generator. Unknown keys are refused; `tinypred data generate --config FILE`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: true is not 1; finite: NaN is not a learning rate
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     dt: float = Field(0.1, gt=0, le=1.0, description="time step, s")
     history_steps: int = Field(20, ge=2, le=200)

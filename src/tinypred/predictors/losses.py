@@ -25,7 +25,8 @@ from tinypred.predictors.model import ModelOutput
 
 
 class LossConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: true is not 1; finite: NaN is not a learning rate
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     kind: Literal["l2", "wta", "nll"] = "wta"
     regression: Literal["l1", "huber", "l2"] = "huber"

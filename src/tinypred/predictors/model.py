@@ -26,7 +26,8 @@ SCALE_EPS = 1e-3  # m: the smallest scale, so that a confident mode cannot make 
 class ModelConfig(BaseModel):
     """Architecture knobs. Defaults: K = 6 modes, three hidden layers of 256, ReLU, Kaiming init."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: true is not 1; finite: NaN is not a learning rate
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     modes: int = Field(6, ge=1, le=64, description="K")
     width: int = Field(256, ge=1, le=8192)

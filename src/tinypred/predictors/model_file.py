@@ -3,11 +3,14 @@
 `model.safetensors` holds the weights (``model.*``), the feature normaliser (``normalizer.mean/std``)
 and, in its metadata, the training config (JSON), the number of input features, the horizon T, the
 time step dt (s) and free-form info (the epoch it was saved at, its validation metrics). Nothing is
-pickled; a damaged or foreign file is a one-line `TinypredError` naming the file.
+pickled; a damaged or foreign file is a one-line `TinypredError` naming the file. Every file tinypred
+writes carries a SHA-256 of its tensors in its metadata, checked on reading: a flipped byte is caught,
+not used.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,20 +50,39 @@ def save_model(
         "dt": repr(float(dt)),
         "info": json.dumps(info),
     }
+    write_safetensors(path, tensors, meta)
+
+
+def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of every tensor's name, dtype, shape and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def write_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
+    """Tensors and metadata (plus the tensors' digest) as one safetensors file, written atomically."""
     with atomic_open(path, "wb") as f:
-        f.write(st_save(tensors, metadata=meta))
+        f.write(st_save(tensors, metadata={**meta, "sha256": tensor_digest(tensors)}))
 
 
 def read_safetensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Every tensor (on the CPU) and the metadata of a safetensors file holding a `what` (for messages);
-    a missing or unreadable file is a user error."""
+    """Every tensor (on the CPU) and the metadata of a safetensors file holding a `what` (for messages),
+    its digest checked; a missing, unreadable or damaged file is a user error."""
     try:
         with safe_open(str(path), framework="pt") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}, f.metadata() or {}  # noqa: SIM118
+            tensors, meta = {k: f.get_tensor(k) for k in f.keys()}, f.metadata() or {}  # noqa: SIM118
     except FileNotFoundError:
         raise TinypredError(f"{path}: missing (is it a tinypred run directory?)") from None
     except (OSError, SafetensorError) as e:
         raise TinypredError(f"{path}: not a {what} or damaged ({str(e).splitlines()[0]})") from None
+    # Files from before tinypred 0.2 have no digest: they are read as they are.
+    if "sha256" in meta and meta["sha256"] != tensor_digest(tensors):
+        raise TinypredError(f"{path}: damaged (its tensors do not match the checksum it was written with)")
+    return tensors, meta
 
 
 @dataclass
@@ -88,6 +110,11 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
         )
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         normalizer = Normalizer(tensors["normalizer.mean"].numpy(), tensors["normalizer.std"].numpy())
+        problem = normalizer.problem(model.in_features)
+        if problem is not None:
+            raise ValueError(f"normaliser: {problem}")
+        if not all(torch.isfinite(v).all() for v in tensors.values() if v.is_floating_point()):
+            raise ValueError("a weight is not finite")
         dt = float(meta["dt"]) if "dt" in meta else None
         info = json.loads(meta.get("info", "{}"))
     except (KeyError, ValueError, RuntimeError, TypeError) as e:

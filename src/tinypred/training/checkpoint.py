@@ -15,11 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save as st_save
 
 from tinypred.errors import TinypredError
-from tinypred.fileio import atomic_open
-from tinypred.predictors.model_file import read_safetensors
+from tinypred.predictors.model_file import read_safetensors, write_safetensors
 
 CHECKPOINT_VERSION = 1
 CHECKPOINT_FILE = "checkpoint.safetensors"
@@ -38,6 +36,8 @@ class TrainState:
     gradients: list[dict[str, Any]] = field(default_factory=list)  # per-layer records every log_every
     warnings: list[str] = field(default_factory=list)
     train_seconds: float = 0.0  # wall clock in training steps (not validation)
+    epoch_step: int = 0  # steps taken in the epoch under way (a mid-epoch checkpoint)
+    epoch_loss_sum: float = 0.0  # the sum of those steps' losses
 
 
 def save_checkpoint(
@@ -47,8 +47,10 @@ def save_checkpoint(
     sched: torch.optim.lr_scheduler.LRScheduler,
     gen: torch.Generator,
     state: TrainState,
+    perm: torch.Tensor | None = None,
 ) -> None:
-    """Everything to resume exactly, in one file: a kill leaves the previous checkpoint whole."""
+    """Everything to resume exactly, in one file: a kill leaves the previous checkpoint whole. Mid-epoch,
+    `perm` is the epoch's batch order (the generator has moved past it)."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     opt_state = opt.state_dict()
     for pid, st in opt_state["state"].items():
@@ -56,14 +58,15 @@ def save_checkpoint(
             tensors[f"optim.{pid}.{key}"] = (value if torch.is_tensor(value) else torch.tensor(value)).cpu()
     tensors["rng.torch"] = torch.get_rng_state()
     tensors["rng.perm"] = gen.get_state()
+    if perm is not None:
+        tensors["epoch.perm"] = perm.cpu()
     meta = {
         "version": str(CHECKPOINT_VERSION),
         "state": json.dumps(asdict(state)),
         "param_groups": json.dumps(opt_state["param_groups"]),
         "scheduler": json.dumps(sched.state_dict()),
     }
-    with atomic_open(path, "wb") as f:
-        f.write(st_save(tensors, metadata=meta))
+    write_safetensors(path, tensors, meta)
 
 
 def load_checkpoint(
@@ -72,8 +75,9 @@ def load_checkpoint(
     opt: torch.optim.Optimizer,
     sched: torch.optim.lr_scheduler.LRScheduler,
     gen: torch.Generator,
-) -> TrainState:
-    """Restore model, optimizer, schedule and RNG states in place; return the saved TrainState."""
+) -> tuple[TrainState, torch.Tensor | None]:
+    """Restore model, optimizer, schedule and RNG states in place; return the saved TrainState and, for
+    a mid-epoch checkpoint, the epoch's batch order."""
     if not path.exists():
         raise TinypredError(f"{path}: no checkpoint to resume from")
     tensors, meta = read_safetensors(path, "tinypred checkpoint")
@@ -90,7 +94,7 @@ def load_checkpoint(
         sched.load_state_dict(json.loads(meta["scheduler"]))
         torch.set_rng_state(tensors["rng.torch"])
         gen.set_state(tensors["rng.perm"])
-        return TrainState(**json.loads(meta["state"]))
+        return TrainState(**json.loads(meta["state"])), tensors.get("epoch.perm")
     except (KeyError, ValueError, RuntimeError, TypeError) as e:
         raise TinypredError(
             f"{path}: does not match this run's model or is damaged ({str(e).splitlines()[0]})"

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tinypred.errors import TinypredError
 from tinypred.predictors.losses import LossConfig
@@ -19,7 +20,8 @@ class TrainConfig(BaseModel):
     `precision="bf16-mixed"`, `patience` is EarlyStopping's `patience` on val minFDE@6.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: true is not 1; finite: NaN is not a learning rate
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     model: ModelConfig = ModelConfig()
     loss: LossConfig = LossConfig()
@@ -39,6 +41,32 @@ class TrainConfig(BaseModel):
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     bf16: bool = Field(False, description="bfloat16 autocast for the forward pass")
     log_every: int = Field(25, ge=1, description="steps between gradient-norm records")
+    checkpoint_every: str = Field(
+        "5min",
+        description="checkpoint mid-epoch too: every N steps ('500') or minutes ('5min'); '0': per epoch",
+    )
+
+    @field_validator("checkpoint_every")
+    @classmethod
+    def _interval(cls, value: str) -> str:
+        checkpoint_interval(value)
+        return value
+
+    @property
+    def checkpoint_interval(self) -> tuple[str, float]:
+        """("steps", n) or ("minutes", m) between mid-epoch checkpoints; ("steps", 0) for none."""
+        return checkpoint_interval(self.checkpoint_every)
+
+
+def checkpoint_interval(value: str) -> tuple[str, float]:
+    """'500' -> ("steps", 500); '5min' -> ("minutes", 5.0); '0' -> ("steps", 0): per epoch only."""
+    text = value.strip().lower()
+    match = re.fullmatch(r"(\d+)|(\d+(?:\.\d+)?)\s*(?:min|m|minutes?)", text)
+    if match is None:
+        raise ValueError(f"expected a number of steps (500) or of minutes (5min), got {value!r}")
+    if match.group(1) is not None:
+        return "steps", float(match.group(1))
+    return "minutes", float(match.group(2))
 
 
 def resolve_device(name: str) -> torch.device:

@@ -36,7 +36,8 @@ from tinypred.predictors.prediction import EVAL_BATCH, model_prediction
 from tinypred.training.checkpoint import CHECKPOINT_FILE, TrainState, load_checkpoint, save_checkpoint
 from tinypred.training.config import TrainConfig, resolve_device
 from tinypred.training.log import RunLog
-from tinypred.training.step import Split, build_model, first_bad_layer, lr_lambda, make_optimizer, train_step
+from tinypred.training.run_dir import CONFIG_FILE, check_same_run, identity, locked, read_identity
+from tinypred.training.step import Split, bad_parameters, build_model, lr_lambda, make_optimizer, train_step
 
 
 @dataclass
@@ -48,6 +49,7 @@ class RunResult:
     init: dict[str, float]
     train_seconds: float
     warnings: list[str] = field(default_factory=list)
+    started: str = "new"  # "new", "resumed at step N", or why a resume started from scratch
 
 
 def train(
@@ -62,16 +64,34 @@ def train(
 ) -> RunResult:
     """Train a TrajectoryMLP on ds.train, validating on ds.val every epoch; see the module docstring.
 
-    `baselines` maps names to their validation tables (`evaluate_scenes`), logged beside the model's;
+    The run directory is locked while training. `resume` continues the run in `out_dir` (it must be
+    this run: the same data and config); without a checkpoint yet (killed before its first), it starts
+    from scratch and says so in `RunResult.started`. `baselines` maps names to their validation tables
+    (`evaluate_scenes`), logged beside the model's; a final model worse than "cv" gets a warning.
     `on_epoch` receives each epoch's log row.
     """
     out_dir = Path(out_dir)
-    _check_run_dir(out_dir, cfg, resume)
     if len(ds.train) == 0 or len(ds.val) == 0:
         raise TinypredError(f"{ds.path}: training needs non-empty train and val splits")
     if not (ds.train.has_future and ds.val.has_future):
         raise TinypredError(f"{ds.path}: training needs train and val splits whose futures are known")
     device = resolve_device(cfg.device)
+    with locked(out_dir):
+        return _train(ds, cfg, out_dir, device, resume, progress, baselines or {}, on_epoch)
+
+
+def _train(
+    ds: Dataset,
+    cfg: TrainConfig,
+    out_dir: Path,
+    device: torch.device,
+    resume: bool,
+    progress: bool,
+    baselines: dict[str, dict],
+    on_epoch: Callable[[dict], None] | None,
+) -> RunResult:
+    run = identity(ds, cfg)
+    started = _how_to_start(out_dir, run, resume)
     gen = torch.Generator().manual_seed(cfg.seed)  # the order of the batches; build_model seeds the rest
     train_split = Split.of(ds.train, ds.normalizer, device)
     val_split = Split.of(ds.val, ds.normalizer, device)
@@ -81,26 +101,30 @@ def train(
     total_steps = cfg.epochs * steps_per_epoch
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(total_steps, cfg.warmup_frac, cfg.schedule))
 
-    if resume:
-        state = load_checkpoint(out_dir / CHECKPOINT_FILE, model, opt, sched, gen)
+    perm = None
+    if started.startswith("resumed"):
+        state, perm = load_checkpoint(out_dir / CHECKPOINT_FILE, model, opt, sched, gen)
         init = json.loads((out_dir / "init.json").read_text())
+        started = f"resumed at step {state.step}"
     else:
         state = TrainState()
-        out_dir.mkdir(parents=True, exist_ok=True)
-        run_config = {"train": _as_json(cfg), "data": str(ds.path) if ds.path else None, "data_seed": ds.seed}
-        write_json(out_dir / "config.json", run_config)
+        write_json(out_dir / CONFIG_FILE, run)
         init = init_report(model, train_split, cfg)
         write_json(out_dir / "init.json", init)
 
-    log = RunLog(out_dir, purge_step=state.step if resume else None)
+    def checkpoint(epoch_perm: torch.Tensor | None = None) -> None:
+        save_checkpoint(out_dir / CHECKPOINT_FILE, model, opt, sched, gen, state, epoch_perm)
+
+    log = RunLog(out_dir, purge_step=state.step if resume else None)  # a restart purges a dead attempt
     bar = _progress(progress, total_steps, state.step)
     try:
         for epoch in range(state.epoch, cfg.epochs):
-            train_loss = train_epoch(model, opt, sched, train_split, cfg, gen, state, log, bar, epoch)
-            lr = sched.get_last_lr()[0]
-            row = evaluate_epoch(
-                model, cfg, train_split, val_split, state, epoch, train_loss, lr, baselines or {}
+            train_loss = train_epoch(
+                model, opt, sched, train_split, cfg, gen, state, log, bar, epoch, perm, checkpoint
             )
+            perm = None
+            lr = sched.get_last_lr()[0]
+            row = evaluate_epoch(model, cfg, train_split, val_split, state, epoch, train_loss, lr, baselines)
             state.history.append(row)
             log.epoch(row, state.step)
             if row["val_minFDE@6"] < state.best:
@@ -110,7 +134,7 @@ def train(
             else:
                 state.bad_epochs += 1
             state.epoch = epoch + 1
-            save_checkpoint(out_dir / CHECKPOINT_FILE, model, opt, sched, gen, state)
+            checkpoint()
             log.write(state)
             if on_epoch is not None:
                 on_epoch(row)
@@ -122,8 +146,14 @@ def train(
             bar.stop()
     best = state.history[state.best_epoch]
     best_val = {k[4:]: v for k, v in best.items() if k.startswith("val_")}
+    warnings = list(state.warnings)
+    if "cv" in baselines and best_val["minFDE@6"] > baselines["cv"]["all"]["minFDE@6"]:
+        warnings.append(
+            f"the best model ({best_val['minFDE@6']:.2f} m val minFDE@6) is worse than constant velocity "
+            f"({baselines['cv']['all']['minFDE@6']:.2f} m): it has not learned; check the learning rate"
+        )
     return RunResult(
-        out_dir, state.history, state.best_epoch, best_val, init, state.train_seconds, state.warnings
+        out_dir, state.history, state.best_epoch, best_val, init, state.train_seconds, warnings, started
     )
 
 
@@ -131,17 +161,29 @@ def _as_json(cfg: TrainConfig) -> dict[str, Any]:
     return json.loads(cfg.model_dump_json())
 
 
-def _check_run_dir(out_dir: Path, cfg: TrainConfig, resume: bool) -> None:
-    """A new run needs a directory without a run; a resumed one, this run's own config."""
-    if resume:
-        path = out_dir / "config.json"
-        saved = json.loads(path.read_text()) if path.exists() else None
-        if saved is None or saved["train"] != _as_json(cfg):
-            raise TinypredError(f"{path} is missing or differs from this run's config", arg="resume")
-    elif (out_dir / CHECKPOINT_FILE).exists():
-        raise TinypredError(
-            f"{out_dir} already holds a run; resume it or choose another directory", arg="out_dir"
-        )
+def _how_to_start(out_dir: Path, run: dict[str, Any], resume: bool) -> str:
+    """ "new", "resumed" (from the checkpoint) or why a resume starts from scratch; refuses a directory
+    holding another run, and a resume that is not this run."""
+    has_checkpoint = (out_dir / CHECKPOINT_FILE).exists()
+    if not resume:
+        if has_checkpoint:
+            raise TinypredError(
+                f"{out_dir} already holds a run; resume it or choose another directory", arg="out_dir"
+            )
+        return "new"
+    saved = read_identity(out_dir)
+    if saved is None:
+        if has_checkpoint:
+            raise TinypredError(
+                f"{out_dir / CONFIG_FILE}: missing beside a checkpoint; cannot tell what run this is"
+            )
+        return "nothing to resume in an empty directory: started from scratch"
+    check_same_run(out_dir, saved, run)
+    if not has_checkpoint:
+        return "no checkpoint yet (stopped before its first): started from scratch"
+    if not (out_dir / "init.json").is_file():
+        raise TinypredError(f"{out_dir / 'init.json'}: missing beside the checkpoint")
+    return "resumed"
 
 
 def train_epoch(
@@ -155,16 +197,24 @@ def train_epoch(
     log: RunLog,
     bar: Any,
     epoch: int,
+    perm: torch.Tensor | None = None,
+    checkpoint: Callable[[torch.Tensor], None] | None = None,
 ) -> float:
-    """One pass over the shuffled training split; returns the mean training loss."""
-    start = time.perf_counter()
+    """One pass over the shuffled training split; returns the mean training loss. `perm` continues an
+    epoch a mid-epoch checkpoint stopped in (from state.epoch_step); `checkpoint(perm)` saves one, as
+    often as cfg.checkpoint_every says."""
+    start = last_checkpoint = time.perf_counter()
     model.train()
     n = len(split.x)
     steps = math.ceil(n / cfg.batch_size)
-    perm = torch.randperm(n, generator=gen).to(split.x.device)
+    if perm is None:
+        perm = torch.randperm(n, generator=gen)
+        state.epoch_step, state.epoch_loss_sum = 0, 0.0
+    perm = perm.to(split.x.device)
+    every_kind, every = cfg.checkpoint_interval
     linear = model.linear_layers()
-    loss_sum = torch.zeros((), device=split.x.device)
-    for i in range(steps):
+    loss_sum = torch.tensor(state.epoch_loss_sum, device=split.x.device)
+    for i in range(state.epoch_step, steps):
         idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
         record = state.step % cfg.log_every == 0
         before = [m.weight.detach().clone() for _, m in linear] if record else []
@@ -172,7 +222,7 @@ def train_epoch(
         # One sync per step: the global gradient norm (which clipping computes anyway) tells whether
         # anything went non-finite, in the loss or in any gradient.
         if not math.isfinite(norm.item()):
-            raise _diverged(model, total, state, epoch, log.out_dir / CHECKPOINT_FILE)
+            raise _diverged(model, total, state, epoch, log.out_dir / MODEL_FILE)
         sched.step()
         if record:
             log.gradients(state, linear, before, total.item())
@@ -181,22 +231,33 @@ def train_epoch(
         if bar is not None:
             text = f"epoch {epoch + 1}/{cfg.epochs} loss {total.item():.3f}" if record else None
             bar.update(bar.task_ids[0], advance=1, description=text)
+        now = time.perf_counter()
+        due = state.step % every == 0 if every_kind == "steps" else now - last_checkpoint >= 60 * every
+        if checkpoint is not None and every and due and i + 1 < steps:
+            state.train_seconds += now - start
+            start = last_checkpoint = now
+            state.epoch_step, state.epoch_loss_sum = i + 1, loss_sum.item()
+            checkpoint(perm)
     state.train_seconds += time.perf_counter() - start
+    state.epoch_step, state.epoch_loss_sum = 0, 0.0
     return loss_sum.item() / steps
 
 
 def _diverged(
-    model: TrajectoryMLP, total: torch.Tensor, state: TrainState, epoch: int, ckpt: Path
+    model: TrajectoryMLP, total: torch.Tensor, state: TrainState, epoch: int, best: Path
 ) -> TinypredError:
+    bad = bad_parameters(model)
+    count = sum(1 for _ in model.parameters())
+    where = f"first in {bad[0]} ({len(bad)} of {count} parameters)" if bad else "in the loss itself"
     kept = (
-        f"the last good checkpoint ({ckpt}, epoch {state.epoch}) is kept"
-        if ckpt.exists()
-        else "no checkpoint had been written yet"
+        f"the best model by validation so far is kept ({best}, epoch {state.best_epoch + 1})"
+        if state.best_epoch >= 0
+        else "no model had been saved yet"
     )
     what = "loss" if not torch.isfinite(total) else "gradient"
     return TinypredError(
-        f"training stopped at step {state.step} (epoch {epoch}): non-finite {what}, first in "
-        f"{first_bad_layer(model)}; {kept}"
+        f"training stopped at step {state.step} (epoch {epoch + 1}): non-finite {what}, {where}; {kept}; "
+        "lower the learning rate or turn gradient clipping on"
     )
 
 

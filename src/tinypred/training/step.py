@@ -110,9 +110,10 @@ def train_step(
     return total, norm
 
 
-def first_bad_layer(model: torch.nn.Module) -> str:
-    """The first parameter (input to output) whose gradient holds NaN or Inf."""
-    for name, p in model.named_parameters():
-        if p.grad is not None and not torch.isfinite(p.grad).all():
-            return name
-    return "(none: the loss itself)"
+def bad_parameters(model: torch.nn.Module) -> list[str]:
+    """The parameters whose gradient holds NaN or Inf, in forward order (input to output)."""
+    return [
+        name
+        for name, p in model.named_parameters()
+        if p.grad is not None and not torch.isfinite(p.grad).all()
+    ]
