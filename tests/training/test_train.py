@@ -194,7 +194,8 @@ def test_non_finite_training_stops_with_the_step_and_layer(ds, tmp_path):
     bad = dataclasses.replace(ds, train=dataclasses.replace(ds.train, future=future))
     cfg = FAST.model_copy(update={"loss": LossConfig(regression="l2")})
     with pytest.raises(
-        TinypredError, match=r"training stopped at step \d+ \(epoch 1\): non-finite loss, first in body\.0\.weight"
+        TinypredError,
+        match=r"training stopped at step \d+ \(epoch 1\): non-finite loss, first in body\.0\.weight",
     ) as info:
         train(bad, cfg, tmp_path / "run", progress=False)
     assert "no model had been saved yet" in str(info.value) and "\n" not in str(info.value)
