@@ -24,9 +24,10 @@ data_app = typer.Typer(
 app.add_typer(data_app, name="data")
 
 console = Console()
-if not console.is_terminal:  # piped or captured: rich would squeeze tables into 80 columns
+if not console.is_terminal:  # piped or captured: rich would squeeze tables into 80 columns...
     console.width = 120
-err_console = Console(stderr=True)
+    console.soft_wrap = True  # ... and cut a long line into two
+err_console = Console(stderr=True, soft_wrap=True)  # a message is one line, however long
 
 
 def nonempty_split(ds: Dataset, split: str) -> EncodedScenes:
