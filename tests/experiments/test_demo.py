@@ -139,3 +139,34 @@ def test_quick_demo_shows_the_weeks_result(tmp_path):
     md = (out / "report.md").read_text()
     for fig in ("gallery.png", "loss.png", "metrics.png", "gradients.png", "ablation.png", "scenes.png"):
         assert f"({fig})" in md and (out / fig).exists()
+    # Run again into the same folder: it replaces its own output as a whole, with the same numbers.
+    again = run_cli("demo", "--quick", "--seed", "5", "--out", str(out), check=True)
+    assert again.returncode == 0
+    m2 = json.loads((out / "metrics.json").read_text())
+    assert _numbers(m2) == _numbers(m)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]  # no temporary left beside it
+
+
+def _numbers(m: dict) -> dict:
+    """metrics.json without what the clock decides."""
+    timed = ("seconds", "samples_per_s", "train_seconds")
+    return {
+        "test": m["test"],
+        "by_family": m["test_by_family"],
+        "ablation": [{k: v for k, v in r.items() if k not in timed} for r in m["ablation"]],
+        "bench": [{k: v for k, v in r.items() if k not in timed} for r in m["bench"]],
+        "init": m["init"],
+        "best_epoch": m["training"]["best_epoch"],
+        "checks": m["checks"],
+    }
+
+
+def test_the_demo_refuses_a_folder_it_did_not_make(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("keep")
+    proc = run_cli("demo", "--quick", "--out", str(tmp_path / "mine"))
+    assert (
+        proc.returncode == 1 and "--out: " in proc.stderr and "not a folder tinypred demo made" in proc.stderr
+    )
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["thesis.tex"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]

@@ -23,7 +23,7 @@ from tinypred.evaluation.averaging import averaging_stats
 from tinypred.evaluation.tables import evaluate_scenes
 from tinypred.experiments.ablation import run_ablation
 from tinypred.experiments.devices import device_bench
-from tinypred.fileio import write_json, write_text
+from tinypred.fileio import atomic_directory, write_json, write_text
 from tinypred.predictors.baselines import fit_all
 from tinypred.predictors.model_file import MODEL_FILE, load_model
 from tinypred.predictors.prediction import Prediction, predict_split
@@ -51,6 +51,14 @@ class DemoSizes:
 SIZES = {"default": DemoSizes(20000, 4000, 4000, 20, 200), "quick": DemoSizes(8000, 1500, 1500, 12, 50)}
 
 
+MARKER = ".tinypred-demo"  # marks a folder the demo made, and may replace
+
+
+def is_demo_dir(path: Path) -> bool:
+    """An empty folder, or one an earlier demo wrote: the demo's to replace."""
+    return (path / MARKER).exists() or not any(path.iterdir())
+
+
 def run_demo(
     out: str | Path = "runs/demo",
     seed: int = 11,
@@ -58,10 +66,26 @@ def run_demo(
     log: Callable[[str], None] = print,
     progress: bool = False,
 ) -> dict:
-    """Run the whole pipeline into `out` and return what metrics.json holds."""
+    """Run the whole pipeline into `out` and return what metrics.json holds.
+
+    `out` is written as a whole: into a temporary sibling, swapped in when everything is done. A re-run
+    replaces an earlier demo's output; an interrupted one leaves it as it was (and the next run clears
+    the leftovers); a folder the demo did not make is refused before anything is touched.
+    """
     if seed < 0:
         raise TinypredError(f"expected an integer >= 0, got {seed}", arg="seed")
     out = Path(out)
+    if out.exists() and not (out.is_dir() and is_demo_dir(out)):
+        raise TinypredError(
+            f"{out} exists and is not a folder tinypred demo made; refusing to replace it", arg="out"
+        )
+    with atomic_directory(out, is_demo_dir) as work:
+        write_json(work / MARKER, {"seed": seed, "quick": quick})
+        return _pipeline(work, seed, quick, log, progress)
+
+
+def _pipeline(out: Path, seed: int, quick: bool, log: Callable[[str], None], progress: bool) -> dict:
+    """Every stage of the demo, written into the folder `out`."""
     sizes = SIZES["quick" if quick else "default"]
     timing: dict[str, float] = {}
 
