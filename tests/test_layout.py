@@ -16,7 +16,7 @@ UTILITIES = {"errors", "fileio", "geometry", "config"}
 # Each part of the package and the parts it may import; an import not listed here flows upward.
 ALLOWED = {
     "errors": set(),
-    "fileio": set(),
+    "fileio": {"errors"},
     "geometry": set(),
     "config": {"errors"},
     "data": UTILITIES,

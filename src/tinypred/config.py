@@ -59,14 +59,16 @@ def load_config(
     path: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
     base: dict[str, Any] | None = None,
+    base_source: str | None = None,
 ) -> M:
-    """Defaults, then the file (if any; else `base`), then `overrides` (dotted keys such as "model.width").
-    A run's own config.json is accepted as a file: its settings are under "train". An error in an
-    override names its key as the error's `arg`."""
+    """Defaults, then the file (if any; else `base`, read from `base_source`), then `overrides` (dotted keys
+    such as "model.width"). A run's own config.json is accepted as a file: its settings are under
+    "train". An error in the file or base names it; one in an override names its key as the `arg`."""
     data = read_mapping(path) if path is not None else dict(base or {})
     if "train" in data and isinstance(data["train"], dict) and "train" not in model.model_fields:
         data = data["train"]  # a run directory's config.json: {"train": {...}, "data": ..., ...}
-    cfg = build(model, data, str(path) if path else None)
+    source = str(path) if path is not None else base_source
+    cfg = build(model, data, source if (path is not None or base is not None) else None)
     if overrides:
         merged = cfg.model_dump()
         for dotted, value in overrides.items():

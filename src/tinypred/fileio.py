@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from tinypred.errors import TinypredError
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
@@ -22,24 +24,43 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
     and the next write of the same file removes the ones whose process is gone.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        pid = stale.name[len(path.name) + 2 :].split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            with contextlib.suppress(OSError):
-                stale.unlink()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    if path.is_dir():
+        raise TinypredError(f"{path}: is a directory; expected a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+            pid = stale.name[len(path.name) + 2 :].split(".", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                with contextlib.suppress(OSError):
+                    stale.unlink()
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise cannot_write(path, e) from None
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
     try:
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as e:
+            raise cannot_write(path, e) from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def cannot_write(path: Path, e: OSError) -> TinypredError:
+    """The one-line error for an output path the system refused, naming the path the user gave (not a
+    temporary beside it) and why."""
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                return TinypredError(f"{path}: cannot be written: {parent} is a file, not a directory")
+            break
+    return TinypredError(f"{path}: cannot be written ({e.strerror or e})")
 
 
 def _alive(pid: int) -> bool:
@@ -82,17 +103,23 @@ def atomic_directory(out: str | os.PathLike, replaceable: Callable[[Path], bool]
     """
     out = Path(out)
     assert not out.exists() or (out.is_dir() and replaceable(out)), out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for stale in out.parent.glob(f".{out.name}.*-*"):
-        shutil.rmtree(stale, ignore_errors=True)
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        for stale in out.parent.glob(f".{glob.escape(out.name)}.*-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp.mkdir()
+    except OSError as e:
+        raise cannot_write(out, e) from None
     try:
         yield tmp
         old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-        if out.exists():
-            os.replace(out, old)
-        os.replace(tmp, out)
+        try:
+            if out.exists():
+                os.replace(out, old)
+            os.replace(tmp, out)
+        except OSError as e:
+            raise cannot_write(out, e) from None
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -26,6 +26,7 @@ from tinypred.backprop.engine import Tensor
 from tinypred.backprop.gradcheck import compare_gradients, gradcheck, numeric_gradient
 from tinypred.backprop.losses import huber, wta_loss
 from tinypred.backprop.numerics import sigmoid
+from tinypred.errors import TinypredError
 
 # Central differences with eps = 1e-5 (not gradcheck's default 1e-6): their rounding error,
 # ~1e-16 |out| / eps, is then ~1e-10 while the truncation error, ~eps^2 |f'''|, is no larger. Gradient
@@ -379,6 +380,8 @@ def case_inputs(case: OpCase | HandCase, rng: np.random.Generator) -> list[np.nd
 def run_gradcheck_battery(seed: int = 0) -> list[dict]:
     """Check every engine op and handgrad block/loss; rows {op, kind, numeric_rel_error,
     torch_rel_error, worst_rel_error, passed}, in the order of OP_CASES then HAND_CASES."""
+    if not isinstance(seed, int) or seed < 0:
+        raise TinypredError(f"expected an integer >= 0, got {seed!r}", arg="seed")
     rng = np.random.default_rng(seed)
     rows = [check_op(case, case_inputs(case, rng)) for case in OP_CASES]
     return rows + [check_hand(case, case_inputs(case, rng)) for case in HAND_CASES]

@@ -23,11 +23,12 @@ data_app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 
-console = Console()
+# markup=False: paths and messages are printed as they are ("a[/b]" is a file name, not a closing tag).
+console = Console(markup=False)
 if not console.is_terminal:  # piped or captured: rich would squeeze tables into 80 columns...
     console.width = 120
     console.soft_wrap = True  # ... and cut a long line into two
-err_console = Console(stderr=True, soft_wrap=True)  # a message is one line, however long
+err_console = Console(stderr=True, soft_wrap=True, markup=False)  # a message is one line, however long
 
 
 def nonempty_split(ds: Dataset, split: str) -> EncodedScenes:
@@ -51,6 +52,7 @@ ARG_FLAGS = {
     "resume": "--resume",
     "check": "CHECK",
     "baseline": "--baseline",
+    "scenes": "--data",
     "src": "SRC",
     "agents": "--agents",
     "history": "--history",

@@ -128,7 +128,7 @@ def diagnose(
     cfg = load_config(TrainConfig, config)
     result = run_check(check, dataset.load(data), cfg, out)
     write_json(out / f"{check}.json", result.to_json())
-    console.print(f"[bold]{check}[/bold]: {'PASSED' if result.passed else 'FAILED'}")
+    console.print(f"{check}: {'PASSED' if result.passed else 'FAILED'}", style="bold")
     console.print(result.verdict, markup=False, highlight=False)
     for key, value in result.numbers.items():
         if isinstance(value, int | float | str | bool):

@@ -63,7 +63,13 @@ def train(
     # A resume starts from the run's own settings: only what is given again is compared with them.
     saved = read_identity(out) if resume and config is None else None
     try:
-        cfg = load_config(TrainConfig, config, overrides, base=saved["train"] if saved else None)
+        cfg = load_config(
+            TrainConfig,
+            config,
+            overrides,
+            base=saved["train"] if saved else None,
+            base_source=f"{out / 'config.json'}: train",
+        )
     except TinypredError as e:  # an override's key -> the flag that set it
         if e.arg is None or e.arg == "overrides":
             raise

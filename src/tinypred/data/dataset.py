@@ -226,7 +226,8 @@ def load(path: str | Path) -> Dataset:
             f"{meta_path}: field 'normalization' must be an object with lists 'mean' and 'std'"
         )
     try:
-        normalizer = Normalizer(np.asarray(norm["mean"], np.float32), np.asarray(norm["std"], np.float32))
+        with np.errstate(over="ignore"):  # a number beyond float32 becomes inf, refused just below
+            normalizer = Normalizer(np.asarray(norm["mean"], np.float32), np.asarray(norm["std"], np.float32))
     except (TypeError, ValueError):
         raise TinypredError(
             f"{meta_path}: field 'normalization': mean and std must be lists of numbers"

@@ -210,6 +210,8 @@ class Normalizer:
             return "mean and std must be finite"
         if not (self.std > 0).all():
             return "std must be > 0"
+        if np.abs(self.mean).max(initial=0) > 1e6 or self.std.max(initial=0) > 1e6:
+            return "mean and std must lie within 1e6 (features are metres, m/s and flags)"
         return None
 
 

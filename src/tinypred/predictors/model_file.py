@@ -53,9 +53,12 @@ def save_model(
     write_safetensors(path, tensors, meta)
 
 
-def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
-    """SHA-256 of every tensor's name, dtype, shape and bytes, in name order."""
-    digest = hashlib.sha256()
+def tensor_digest(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> str:
+    """SHA-256 of every metadata entry (its own digest aside) and every tensor's name, dtype, shape and
+    bytes, in name order: a flipped byte anywhere in the file changes it."""
+    digest = hashlib.sha256(
+        json.dumps({k: v for k, v in meta.items() if k != "sha256"}, sort_keys=True).encode()
+    )
     for name in sorted(tensors):
         t = tensors[name].detach().cpu().contiguous()
         digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
@@ -66,7 +69,7 @@ def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
 def write_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
     """Tensors and metadata (plus the tensors' digest) as one safetensors file, written atomically."""
     with atomic_open(path, "wb") as f:
-        f.write(st_save(tensors, metadata={**meta, "sha256": tensor_digest(tensors)}))
+        f.write(st_save(tensors, metadata={**meta, "sha256": tensor_digest(tensors, meta)}))
 
 
 def read_safetensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -80,8 +83,8 @@ def read_safetensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], di
     except (OSError, SafetensorError) as e:
         raise TinypredError(f"{path}: not a {what} or damaged ({str(e).splitlines()[0]})") from None
     # Files from before tinypred 0.2 have no digest: they are read as they are.
-    if "sha256" in meta and meta["sha256"] != tensor_digest(tensors):
-        raise TinypredError(f"{path}: damaged (its tensors do not match the checksum it was written with)")
+    if "sha256" in meta and meta["sha256"] != tensor_digest(tensors, meta):
+        raise TinypredError(f"{path}: damaged (its contents do not match the checksum it was written with)")
     return tensors, meta
 
 

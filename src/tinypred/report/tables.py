@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from rich.table import Table
+from rich.text import Text
 
 from tinypred.evaluation.metrics import METRICS
 from tinypred.report.document import ABLATION_COLUMNS
 
 
 def _table(title: str | None, columns: tuple[str, ...], left: tuple[str, ...]) -> Table:
-    table = Table(title=title)
+    table = Table(title=Text(title) if title else None)  # Text: a path with brackets is not markup
     for col in columns:
         table.add_column(col, justify="left" if col in left else "right", no_wrap=True)
     return table
@@ -109,6 +110,6 @@ def gradcheck_table(rows: list[dict]) -> Table:
             f"{r['numeric_rel_error']:.1e}",
             f"{r['torch_rel_error']:.1e}",
             f"{r['worst_rel_error']:.1e}",
-            "pass" if r["passed"] else "[red]FAIL[/red]",
+            Text("pass") if r["passed"] else Text("FAIL", style="red"),
         )
     return table

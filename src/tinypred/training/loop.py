@@ -104,7 +104,7 @@ def _train(
     perm = None
     if started.startswith("resumed"):
         state, perm = load_checkpoint(out_dir / CHECKPOINT_FILE, model, opt, sched, gen)
-        init = json.loads((out_dir / "init.json").read_text())
+        init = _read_init(out_dir / "init.json")
         started = f"resumed at step {state.step}"
     else:
         state = TrainState()
@@ -155,6 +155,17 @@ def _train(
     return RunResult(
         out_dir, state.history, state.best_epoch, best_val, init, state.train_seconds, warnings, started
     )
+
+
+def _read_init(path: Path) -> dict[str, float]:
+    """The run's init.json; a damaged one is a user error naming it."""
+    try:
+        init = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise TinypredError(f"{path}: not readable JSON ({e})") from None
+    if not isinstance(init, dict) or not all(isinstance(v, float | int) for v in init.values()):
+        raise TinypredError(f"{path}: expected an object of numbers (the loss at initialisation)")
+    return init
 
 
 def _as_json(cfg: TrainConfig) -> dict[str, Any]:

@@ -113,10 +113,10 @@ def test_inputs_that_are_not_an_av2_submission_are_refused(scenes):
     short = dataset.make(SceneConfig(), 1, 0, 2, seed=0).test  # 30 steps
     with pytest.raises(TinypredError) as e:
         submission_table(np.zeros((2, 6, 30, 2)), np.full((2, 6), 1 / 6), short)
-    assert str(e.value) == "AV2 submissions are 60 steps at 10 Hz; this dataset has 30 steps at 0.1 s"
+    assert e.value.message == "AV2 submissions are 60 steps at 10 Hz; this dataset has 30 steps at 0.1 s"
     with pytest.raises(TinypredError) as e:
         submission_table(hand_modes(6), np.full((2, 6), 1 / 6), replace(scenes, dt=0.2))
-    assert str(e.value) == "AV2 submissions are 60 steps at 10 Hz; this dataset has 60 steps at 0.2 s"
+    assert e.value.message == "AV2 submissions are 60 steps at 10 Hz; this dataset has 60 steps at 0.2 s"
 
 
 def test_check_submission_applies_av2s_rules(scenes, tmp_path):

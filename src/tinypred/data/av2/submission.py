@@ -49,7 +49,8 @@ def submission_table(modes: np.ndarray, probs: np.ndarray, scenes: EncodedScenes
     if steps != FUTURE_STEPS or not np.isclose(scenes.dt, DT, rtol=0, atol=1e-9):
         raise TinypredError(
             f"AV2 submissions are {FUTURE_STEPS} steps at {round(1 / DT)} Hz; this dataset has {steps} "
-            f"steps at {scenes.dt:g} s"
+            f"steps at {scenes.dt:g} s",
+            arg="scenes",
         )
     focal = np.flatnonzero(scenes.category == FOCAL_TRACK)
     if len(focal) == 0:
