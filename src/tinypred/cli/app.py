@@ -52,6 +52,7 @@ ARG_FLAGS = {
     "resume": "--resume",
     "check": "CHECK",
     "baseline": "--baseline",
+    "epochs": "--epochs",
     "scenes": "--data",
     "src": "SRC",
     "agents": "--agents",

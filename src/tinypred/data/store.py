@@ -152,9 +152,11 @@ def read_shards(
                 arrays[name] = np.load(file, allow_pickle=False)
             except FileNotFoundError:
                 raise TinypredError(f"{file}: missing") from None
-            except (OSError, ValueError, EOFError) as e:
+            except Exception as e:  # a damaged header raises ValueError, SyntaxError, TokenError...
                 # ValueError is also what np.load raises for pickled object arrays with allow_pickle=False.
-                raise TinypredError(f"{file}: damaged or not a plain .npy array ({e})") from None
+                raise TinypredError(
+                    f"{file}: damaged or not a plain .npy array ({type(e).__name__})"
+                ) from None
             count = len(arrays[name]) if arrays[name].ndim else 0
             if count != size:
                 raise TinypredError(f"{file}: holds {count} samples where meta.json says {size}")

@@ -19,6 +19,7 @@ from typing import Any
 
 from tinypred.data.dataset import Dataset, fingerprint
 from tinypred.errors import TinypredError
+from tinypred.fileio import cannot_write
 from tinypred.training.config import TrainConfig
 
 LOCK_FILE = ".lock"
@@ -29,7 +30,12 @@ FREE_ON_RESUME = ("checkpoint_every",)  # may change between a run and its resum
 @contextlib.contextmanager
 def locked(out_dir: Path) -> Iterator[None]:
     """Hold the run directory's lock (created with the directory if need be) for the block."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise TinypredError(f"{out_dir} exists and is not a directory", arg="out_dir")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise cannot_write(out_dir, e) from None
     fd = os.open(out_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
