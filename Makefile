@@ -19,8 +19,12 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/tinypred demo
 
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
 test: install
-	$(BIN)/ruff check .
+	$(BIN)/ruff check src tests benchmarks
 	# pytest exits 5 when it collects no tests; make would turn that into a plain failure.
 	$(BIN)/python -m pytest -n 2 --dist loadfile || [ $$? -eq 5 ]
 

@@ -286,7 +286,10 @@ def test_diagnose_command(small_dataset, tmp_path):
     saved = json.loads((tmp_path / "init.json").read_text())
     assert saved["passed"] is True and (tmp_path / "init.png").read_bytes()[:4] == b"\x89PNG"
     bad = run_cli("diagnose", "nope", "--data", str(small_dataset), "--out", str(tmp_path))
-    assert bad.returncode == 1 and "unknown check 'nope'" in bad.stderr and "Traceback" not in bad.stderr
+    # An unknown check is a usage error (exit 2), listing the checks there are.
+    assert (
+        bad.returncode == 2 and "'nope' is not one of 'init'" in bad.stderr and "Traceback" not in bad.stderr
+    )
     config = tmp_path / "sigmoid.toml"
     config.write_text('[model]\nactivation = "sigmoid"\ninit = "normal001"\n')
     failed = run_cli(

@@ -153,7 +153,7 @@ def test_cli_table_and_json(small_dataset, tmp_path):
     assert set(results) == set(BASELINES)
     assert set(results["cv"]["decision"]) == {*METRICS, "count"}
     bad = run_cli("baselines", str(small_dataset), "--split", "nope")
-    assert bad.returncode == 1 and "--split" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "--split" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_an_empty_split_is_a_user_error(tmp_path):

@@ -116,20 +116,20 @@ def test_resume_ends_with_the_weights_of_an_uninterrupted_run(ds, tmp_path):
         pass
 
     def kill_after_first_epoch(row):
-        if row["epoch"] == 0:
+        if row["epoch"] == 1:
             raise Killed
 
     with pytest.raises(Killed):
         train(ds, cfg, tmp_path / "resumed", progress=False, on_epoch=kill_after_first_epoch)
     result = train(ds, cfg, tmp_path / "resumed", resume=True, progress=False)
-    assert [r["epoch"] for r in result.history] == [0, 1, 2]
+    assert [r["epoch"] for r in result.history] == [1, 2, 3]  # counted from 1
     a = load_file(tmp_path / "straight" / "checkpoint.safetensors")
     b = load_file(tmp_path / "resumed" / "checkpoint.safetensors")
     for key in a:
         if key.startswith(("model.", "optim.")):
             assert torch.equal(a[key], b[key]), key
     rows = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(r)["epoch"] for r in rows] == [0, 1, 2]
+    assert [json.loads(r)["epoch"] for r in rows] == [1, 2, 3]
 
 
 def test_logs_checkpoints_and_instruments(ds, tmp_path):
@@ -159,15 +159,15 @@ def test_logs_checkpoints_and_instruments(ds, tmp_path):
         assert list(g["layers"]) == names
         assert all(v["grad_norm"] > 0 and 0 < v["update_ratio"] < 1 for v in g["layers"].values())
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert rows == result.history and [r["epoch"] for r in rows] == [0, 1]
+    assert rows == result.history and [r["epoch"] for r in rows] == [1, 2]
     with (run / "metrics.csv").open() as f:
         table = list(csv.DictReader(f))
     assert [float(r["val_minFDE@6"]) for r in table] == pytest.approx([r["val_minFDE@6"] for r in rows])
     assert {"train_loss", "val_loss", "val_minADE@6", "val_MR@6", "val_NLL", "lr"} <= set(table[0])
     # The model file holds the epoch with the lowest validation minFDE@6, and says so.
-    best = min(range(len(rows)), key=lambda i: rows[i]["val_minFDE@6"])
-    assert result.best_epoch == best and load_model(run / "model.safetensors").info["epoch"] == best
-    assert result.best_val["minFDE@6"] == rows[best]["val_minFDE@6"]
+    best = min(rows, key=lambda r: r["val_minFDE@6"])
+    assert result.best_epoch == best["epoch"] == load_model(run / "model.safetensors").info["epoch"]
+    assert result.best_val["minFDE@6"] == best["val_minFDE@6"]
 
 
 def test_vanishing_gradients_are_named(ds, tmp_path):
@@ -222,7 +222,8 @@ def test_cli_train_eval_predict_and_bad_input(small_dataset, tmp_path):
     )
     proc = run_cli("eval", str(run), "--data", str(small_dataset), "--split", "val", check=True)
     assert "minFDE@6" in proc.stdout
-    results = json.loads((run / "eval_val.json").read_text())["results"]["mlp"]
+    # The default file is named by the dataset and the split.
+    results = json.loads((run / f"eval_{small_dataset.name}_val.json").read_text())["results"]["mlp"]
     assert {"all", "decision", "other"} <= set(results)
     ds = dataset.load(small_dataset)
     expected = evaluate_scenes(predict_split(load_model(run / "model.safetensors"), ds, "val"), ds.val)
@@ -246,7 +247,6 @@ def test_cli_train_eval_predict_and_bad_input(small_dataset, tmp_path):
             ["train", "--data", str(small_dataset), "--out", str(tmp_path / "x"), "--set", "model.widht=3"],
             "--set model.widht:",
         ),
-        (["train", "--data", str(small_dataset), "--out", str(tmp_path / "x"), "--loss", "mse"], "--loss:"),
         (["train", "--data", str(small_dataset), "--out", str(tmp_path / "x"), "--lr", "0"], "--lr:"),
         (["train", "--data", str(tmp_path), "--out", str(tmp_path / "x")], "meta.json"),
         (["predict", str(run), "--data", str(small_dataset), "--out", str(tmp_path / "p.csv")], ".parquet"),
@@ -258,6 +258,9 @@ def test_cli_train_eval_predict_and_bad_input(small_dataset, tmp_path):
             args,
             proc.stderr,
         )
+    # A value that is not one of the choices is a usage error: exit 2, the choices listed.
+    choice = run_cli("train", "--data", str(small_dataset), "--out", str(tmp_path / "x"), "--loss", "mse")
+    assert choice.returncode == 2 and "'mse' is not one of 'l2', 'wta', 'nll'" in choice.stderr
     assert not (tmp_path / "x").exists()
 
 

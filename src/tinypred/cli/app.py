@@ -3,7 +3,10 @@ library's errors become command-line messages (its argument names become flags).
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -14,14 +17,56 @@ from tinypred.errors import TinypredError
 
 app = typer.Typer(
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain help text: wrapped, never cut short with an ellipsis
     add_completion=False,
     pretty_exceptions_enable=False,
     help="tinypred: a tiny learned multimodal trajectory predictor, and backprop you can read.",
 )
 data_app = typer.Typer(
-    no_args_is_help=True, help="Datasets: generate, inspect, import from and export to Argoverse 2."
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Datasets: generate, inspect, import from and export to Argoverse 2.",
 )
 app.add_typer(data_app, name="data")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from tinypred import __version__
+
+        print(f"tinypred {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="print the version and stop", metavar=""
+        ),
+    ] = False,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads", min=1, help="CPU threads for torch [default: the CPUs this process may use]"
+        ),
+    ] = None,
+) -> None:
+    """tinypred: a tiny learned multimodal trajectory predictor, and backprop you can read."""
+    import torch
+
+    # The library logs (the "tinypred" logger) and prints nothing; the command line shows its INFO lines.
+    logger = logging.getLogger("tinypred")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    # torch defaults to every core of the machine, not the CPUs this process may run on (taskset, a
+    # container, a job scheduler); two processes on 2 cores then fight over 4 threads.
+    torch.set_num_threads(threads or len(os.sched_getaffinity(0)))
+
 
 # markup=False: paths and messages are printed as they are ("a[/b]" is a file name, not a closing tag).
 console = Console(markup=False)
@@ -29,6 +74,29 @@ if not console.is_terminal:  # piped or captured: rich would squeeze tables into
     console.width = 120
     console.soft_wrap = True  # ... and cut a long line into two
 err_console = Console(stderr=True, soft_wrap=True, markup=False)  # a message is one line, however long
+
+
+Device = Literal["auto", "cpu", "cuda", "mps"]
+Split = Literal["train", "val", "test"]
+
+
+def typed(ctx: typer.Context, name: str) -> bool:
+    """Whether the option `name` was given on the command line (not left at its default)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
+def announce(device: str) -> None:
+    """The first line of a long command: where it runs, on how many threads."""
+    from tinypred.training.config import resolve_device
+
+    console.print(f"device {resolve_device(device)}, {torch_threads()} CPU threads")
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def nonempty_split(ds: Dataset, split: str) -> EncodedScenes:

@@ -6,11 +6,11 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
-from tinypred.cli.app import app, console, data_app, nonempty_split
+from tinypred.cli.app import Split, app, console, data_app, nonempty_split
 from tinypred.config import load_config
 from tinypred.data import dataset
 from tinypred.data.scene_config import SceneConfig
@@ -43,11 +43,9 @@ def data_generate(
 def data_import_av2(
     src: Annotated[Path, typer.Argument(help="an AV2 root (train/ val/ test/), or one split with --split")],
     out: Annotated[Path, typer.Option("--out", help="the dataset directory to write (replaced as a whole)")],
-    split: Annotated[
-        str | None, typer.Option("--split", help="SRC is this one split (train, val or test)")
-    ] = None,
+    split: Annotated[Split | None, typer.Option("--split", help="SRC is this one split")] = None,
     agents: Annotated[
-        str, typer.Option("--agents", help="focal, or scored (the focal and every scored track)")
+        Literal["focal", "scored"], typer.Option("--agents", help="scored: the focal and every scored track")
     ] = "focal",
     history: Annotated[int, typer.Option("--history", help="observed steps per sample")] = 50,
     future: Annotated[int, typer.Option("--future", help="steps to predict")] = 60,
@@ -58,7 +56,9 @@ def data_import_av2(
     limit: Annotated[
         int | None, typer.Option("--limit", help="at most this many scenarios per split")
     ] = None,
-    strict: Annotated[bool, typer.Option("--strict", help="stop at the first bad scenario")] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="stop at the first bad scenario", metavar="")
+    ] = False,
 ) -> None:
     """Import Argoverse 2 scenarios and maps into a tinypred dataset (bad scenarios are skipped and listed
     in OUT/import_report.json)."""
@@ -95,7 +95,7 @@ def data_import_av2(
 def data_export_av2(
     directory: Annotated[Path, typer.Argument(help="a dataset directory")],
     out: Annotated[Path, typer.Option("--out", help="the folder of scenario folders to write")],
-    split: Annotated[str, typer.Option("--split", help="train, val or test")] = "test",
+    split: Annotated[Split, typer.Option("--split")] = "test",
 ) -> None:
     """Write every sample of a split as Argoverse 2 scenario folders (scenario parquet + map JSON)."""
     from tinypred.data.av2.exporter import export_av2
@@ -155,7 +155,7 @@ def data_inspect(
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="which random scenes to draw")] = 0,
     split: Annotated[
-        str | None, typer.Option("--split", help="draw from this split (default: train)")
+        Split | None, typer.Option("--split", help="draw from this split [default: train]")
     ] = None,
     run: Annotated[Path | None, typer.Option("--run", help="draw this run's predicted modes too")] = None,
 ) -> None:
@@ -186,7 +186,7 @@ def data_inspect(
 @app.command()
 def baselines(
     directory: Annotated[Path, typer.Argument(help="a dataset directory")],
-    split: Annotated[str, typer.Option("--split", help="train, val or test")] = "test",
+    split: Annotated[Split, typer.Option("--split")] = "test",
     json_out: Annotated[
         Path | None, typer.Option("--json", help="also write the results to this file")
     ] = None,

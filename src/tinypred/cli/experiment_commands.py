@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
-from tinypred.cli.app import app, console
+from tinypred.cli.app import Device, Split, announce, app, console
 from tinypred.config import load_config
 from tinypred.data import dataset
 from tinypred.errors import TinypredError
@@ -16,20 +16,20 @@ from tinypred.report import tables
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option("--out")] = Path("runs/demo"),
+    out: Annotated[Path, typer.Option("--out", help="the folder to write (replaced as a whole)")] = Path(
+        "runs/demo"
+    ),
     seed: Annotated[int, typer.Option("--seed")] = 11,
-    quick: Annotated[bool, typer.Option("--quick", help="smaller data and budgets, same pipeline")] = False,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="smaller data and budgets, same pipeline", metavar="")
+    ] = False,
+    device: Annotated[Device, typer.Option("--device", help="where the models train")] = "auto",
 ) -> None:
     """The main job: data, baselines, training, test, ablation, device timing, figures and the report."""
     from tinypred.experiments.demo import run_demo
 
-    metrics = run_demo(
-        out,
-        seed=seed,
-        quick=quick,
-        log=lambda s: console.print(s, markup=False, highlight=False),
-        progress=console.is_terminal,
-    )
+    announce(device)
+    metrics = run_demo(out, seed=seed, quick=quick, device=device, progress=console.is_terminal)
     console.print(
         tables.metrics_table(
             f"test set, seed {seed}", {k: metrics["test"][k] for k in metrics["test"]}, slices=("decision",)
@@ -45,8 +45,10 @@ def ablate(
     data: Annotated[Path, typer.Option("--data", help="a dataset directory")],
     out: Annotated[Path, typer.Option("--out", help="a directory for the runs, the table and the figure")],
     config: Annotated[Path | None, typer.Option("--config", help="the base TrainConfig")] = None,
-    epochs: Annotated[int | None, typer.Option("--epochs")] = None,
-    split: Annotated[str, typer.Option("--split")] = "test",
+    epochs: Annotated[int | None, typer.Option("--epochs", help="[default: the config's]")] = None,
+    split: Annotated[Split, typer.Option("--split")] = "test",
+    seed: Annotated[int | None, typer.Option("--seed", help="[default: the config's]")] = None,
+    device: Annotated[Device | None, typer.Option("--device", help="[default: the config's]")] = None,
 ) -> None:
     """L2 vs winner-take-all, with and without the classification term, and two learning rates."""
     from tinypred.experiments.ablation import run_ablation
@@ -54,7 +56,9 @@ def ablate(
     from tinypred.report import figures as plots
     from tinypred.training import TrainConfig
 
-    cfg = load_config(TrainConfig, config, {"epochs": epochs} if epochs is not None else None)
+    given = {"epochs": epochs, "seed": seed, "device": device}
+    cfg = load_config(TrainConfig, config, {k: v for k, v in given.items() if v is not None})
+    announce(cfg.device)
     ds = dataset.load(data)
     rows = run_ablation(
         ds,
@@ -112,7 +116,8 @@ def gradcheck(
 @app.command()
 def diagnose(
     check: Annotated[
-        str, typer.Argument(help="init, overfit, lr-range, curvature, saliency, gradients or toy")
+        Literal["init", "overfit", "lr-range", "curvature", "saliency", "gradients", "toy"],
+        typer.Argument(help="the check to run"),
     ],
     data: Annotated[Path, typer.Option("--data", help="a dataset directory")],
     config: Annotated[Path | None, typer.Option("--config", help="TrainConfig as .json or .toml")] = None,

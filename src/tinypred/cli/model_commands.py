@@ -2,64 +2,92 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
-from tinypred.cli.app import app, console, err_console, nonempty_split
+from tinypred.cli.app import Device, Split, announce, app, console, err_console, nonempty_split, typed
 from tinypred.config import load_config
 from tinypred.data import dataset
 from tinypred.errors import TinypredError
 from tinypred.report import tables
+from tinypred.training.config import TrainConfig, resolve_device
+
+_T = TrainConfig()  # the defaults --help shows
+# Each train flag and the TrainConfig key it sets; only flags typed on the command line override.
+TRAIN_FLAGS = {
+    "epochs": ("--epochs", "epochs"),
+    "lr": ("--lr", "lr"),
+    "batch_size": ("--batch-size", "batch_size"),
+    "loss": ("--loss", "loss.kind"),
+    "ce_weight": ("--ce-weight", "loss.ce_weight"),
+    "grad_clip": ("--grad-clip", "grad_clip"),
+    "patience": ("--patience", "patience"),
+    "device": ("--device", "device"),
+    "seed": ("--seed", "seed"),
+    "bf16": ("--bf16", "bf16"),
+    "log_every": ("--log-every", "log_every"),
+    "checkpoint_every": ("--checkpoint-every", "checkpoint_every"),
+}
 
 
 @app.command()
 def train(
-    data: Annotated[Path, typer.Option("--data", help="a dataset directory")],
+    ctx: typer.Context,
+    data: Annotated[Path, typer.Option("--data", help="the dataset directory to train on")],
     out: Annotated[Path, typer.Option("--out", help="the run directory to write")],
-    config: Annotated[Path | None, typer.Option("--config", help="TrainConfig as .json or .toml")] = None,
-    epochs: Annotated[int | None, typer.Option("--epochs")] = None,
-    lr: Annotated[float | None, typer.Option("--lr")] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
-    loss: Annotated[str | None, typer.Option("--loss", help="l2, wta or nll")] = None,
-    ce_weight: Annotated[float | None, typer.Option("--ce-weight")] = None,
-    device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or mps")] = None,
-    seed: Annotated[int | None, typer.Option("--seed")] = None,
-    bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help="bfloat16 autocast")] = None,
-    patience: Annotated[int | None, typer.Option("--patience", help="early stopping; 0 = off")] = None,
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="any config key, e.g. model.width=128")
+    config: Annotated[
+        Path | None, typer.Option("--config", help="TrainConfig as .json or .toml (or a run's config.json)")
     ] = None,
+    epochs: Annotated[int, typer.Option("--epochs")] = _T.epochs,
+    lr: Annotated[float, typer.Option("--lr", help="peak learning rate")] = _T.lr,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = _T.batch_size,
+    loss: Annotated[Literal["l2", "wta", "nll"], typer.Option("--loss")] = _T.loss.kind,
+    ce_weight: Annotated[float, typer.Option("--ce-weight", help="the mode-classification term")] = (
+        _T.loss.ce_weight
+    ),
+    grad_clip: Annotated[
+        float,
+        typer.Option("--grad-clip", help="max global gradient norm (Lightning's gradient_clip_val); 0: off"),
+    ] = _T.grad_clip,
+    patience: Annotated[int, typer.Option("--patience", help="early stopping on val minFDE@6; 0: off")] = (
+        _T.patience
+    ),
+    device: Annotated[Device, typer.Option("--device")] = _T.device,
+    seed: Annotated[int, typer.Option("--seed")] = _T.seed,
+    bf16: Annotated[
+        bool, typer.Option("--bf16/--no-bf16", help="bfloat16 autocast (Lightning's bf16-mixed)", metavar="")
+    ] = _T.bf16,
+    log_every: Annotated[int, typer.Option("--log-every", help="steps between gradient records")] = (
+        _T.log_every
+    ),
     checkpoint_every: Annotated[
-        str | None,
-        typer.Option("--checkpoint-every", help="mid-epoch checkpoints: N steps (500) or minutes (5min)"),
+        str, typer.Option("--checkpoint-every", help="mid-epoch checkpoints: N steps (500) or minutes (5min)")
+    ] = _T.checkpoint_every,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="any config key, e.g. model.width=128 (repeatable)")
     ] = None,
     resume: Annotated[
-        bool, typer.Option("--resume", help="continue the run in --out, with its own settings")
+        bool, typer.Option("--resume", help="continue the run in --out, with its own settings", metavar="")
+    ] = False,
+    print_config: Annotated[
+        bool,
+        typer.Option(
+            "--print-config", help="print the resolved config (JSON, for --config) and stop", metavar=""
+        ),
     ] = False,
 ) -> None:
     """Train the K-mode MLP predictor; logs, TensorBoard events and checkpoints go to --out."""
     from tinypred.config import parse_assignments
     from tinypred.evaluation.tables import evaluate_scenes
     from tinypred.predictors.baselines import fit_all
-    from tinypred.training import TrainConfig
     from tinypred.training import train as run_training
     from tinypred.training.run_dir import read_identity
 
-    values = {
-        "epochs": epochs,
-        "lr": lr,
-        "batch_size": batch_size,
-        "loss.kind": loss,
-        "loss.ce_weight": ce_weight,
-        "device": device,
-        "seed": seed,
-        "bf16": bf16,
-        "patience": patience,
-        "checkpoint_every": checkpoint_every,
-    }
-    overrides = {k: v for k, v in values.items() if v is not None} | parse_assignments(set_ or [])
+    given = {name: key for name, (_, key) in TRAIN_FLAGS.items() if typed(ctx, name)}
+    overrides = {key: ctx.params[name] for name, key in given.items()} | parse_assignments(set_ or [])
     # A resume starts from the run's own settings: only what is given again is compared with them.
     saved = read_identity(out) if resume and config is None else None
     try:
@@ -73,31 +101,38 @@ def train(
     except TinypredError as e:  # an override's key -> the flag that set it
         if e.arg is None or e.arg == "overrides":
             raise
-        flag = TRAIN_FLAGS.get(e.arg) if e.arg in values and values[e.arg] is not None else None
+        flag = next((TRAIN_FLAGS[name][0] for name, key in given.items() if key == e.arg), None)
         raise TinypredError(e.message, arg=flag or f"--set {e.arg}") from None
+    if print_config:
+        console.print(cfg.model_dump_json(indent=2))
+        return
     ds = dataset.load(data)
+    announce(cfg.device)
     refs = {
         n: evaluate_scenes(b.predict(ds.val), ds.val) for n, b in fit_all(ds.train, ("cv", "cv_fan")).items()
     }
+    start, first = time.perf_counter(), []
+
+    def epoch_line(r: dict) -> None:
+        """One line per epoch (the progress bar covers the steps on a terminal): the losses, the metrics,
+        the speed and the time left."""
+        first.append(r["epoch"])
+        left = (time.perf_counter() - start) / (r["epoch"] - first[0] + 1) * (cfg.epochs - r["epoch"])
+        console.print(
+            f"epoch {r['epoch']}/{cfg.epochs}: train loss {r['train_loss']:.3f}  val loss {r['val_loss']:.3f}"
+            f"  val minFDE@6 {r['val_minFDE@6']:.2f} m  MR@6 {r['val_MR@6']:.3f}"
+            f"  ({r['step'] / max(r['seconds'], 1e-9):.0f} steps/s, about {left:.0f} s left)"
+        )
+
     result = run_training(
-        ds,
-        cfg,
-        out,
-        resume=resume,
-        progress=console.is_terminal,
-        baselines=refs,
-        on_epoch=lambda r: console.print(
-            f"epoch {r['epoch'] + 1}: train loss {r['train_loss']:.3f}  val loss {r['val_loss']:.3f}"
-            f"  val minFDE@6 {r['val_minFDE@6']:.2f}  MR@6 {r['val_MR@6']:.3f}",
-            highlight=False,
-        ),
+        ds, cfg, out, resume=resume, progress=console.is_terminal, baselines=refs, on_epoch=epoch_line
     )
     if result.started != "new":
-        console.print(f"{out}: {result.started}", highlight=False)
+        console.print(f"{out}: {result.started}")
     for w in result.warnings:
-        err_console.print(f"warning: {w}", highlight=False)
+        err_console.print(f"warning: {w}")
     console.print(
-        f"best epoch {result.best_epoch + 1}: val minFDE@6 {result.best_val['minFDE@6']:.3f} m "
+        f"best epoch {result.best_epoch}: val minFDE@6 {result.best_val['minFDE@6']:.3f} m "
         f"(cv {refs['cv']['all']['minFDE@6']:.3f}, cv_fan {refs['cv_fan']['all']['minFDE@6']:.3f}); "
         f"{result.train_seconds:.1f} s of training; wrote {out}"
     )
@@ -106,9 +141,13 @@ def train(
 @app.command("eval")
 def eval_(
     run: Annotated[Path, typer.Argument(help="a run directory")],
-    data: Annotated[Path, typer.Option("--data", help="a dataset directory")],
-    split: Annotated[str, typer.Option("--split")] = "test",
-    json_out: Annotated[Path | None, typer.Option("--json", help="default: RUN/eval_<split>.json")] = None,
+    data: Annotated[Path, typer.Option("--data", help="the dataset to evaluate on")],
+    split: Annotated[Split, typer.Option("--split")] = "test",
+    json_out: Annotated[
+        Path | None,
+        typer.Option("--json", help="the results file [default: RUN/eval_<dataset>_<split>.json]"),
+    ] = None,
+    device: Annotated[Device, typer.Option("--device")] = "cpu",
 ) -> None:
     """Evaluate a trained run on a split: the metrics table and a JSON file."""
     from tinypred.evaluation.tables import evaluate_scenes
@@ -118,26 +157,26 @@ def eval_(
 
     ds = dataset.load(data)
     scenes = nonempty_split(ds, split)
-    loaded = load_run(run, ds)
+    loaded = load_run(run, ds, resolve_device(device))
     results = {"mlp": evaluate_scenes(predict_split(loaded, ds, split), scenes)}
     console.print(tables.metrics_table(f"{run} on {data} ({split} split)", results))
-    path = json_out or run / f"eval_{split}.json"
+    # Named by the dataset too: an evaluation on other data never overwrites this one.
+    path = json_out or run / f"eval_{Path(data).resolve().name}_{split}.json"
     write_json(path, {"run": str(run), "data": str(data), "split": split, "results": results})
     console.print(f"wrote {path}")
 
 
 @app.command()
 def predict(
+    data: Annotated[Path, typer.Option("--data", help="the dataset to predict")],
+    out: Annotated[Path, typer.Option("--out", help="the .parquet file to write")],
     run: Annotated[Path | None, typer.Argument(help="a run directory (or give --baseline)")] = None,
-    data: Annotated[Path, typer.Option("--data", help="a dataset directory")] = Path("data/ds"),
-    out: Annotated[Path, typer.Option("--out", help="the .parquet file to write")] = Path(
-        "predictions.parquet"
-    ),
-    split: Annotated[str, typer.Option("--split")] = "test",
+    split: Annotated[Split, typer.Option("--split")] = "test",
     format_: Annotated[
-        str,
-        typer.Option("--format", help="tinypred (every mode, world frame) or av2 (a challenge submission)"),
+        Literal["tinypred", "av2"],
+        typer.Option("--format", help="tinypred: every mode, world frame; av2: a challenge submission"),
     ] = "tinypred",
+    device: Annotated[Device, typer.Option("--device")] = "cpu",
     baseline: Annotated[
         str | None, typer.Option("--baseline", help="predict with this baseline, not a run")
     ] = None,
@@ -148,8 +187,6 @@ def predict(
 
     if (run is None) == (baseline is None):
         raise TinypredError("give a run directory or --baseline NAME, not both or neither", arg="RUN")
-    if format_ not in ("tinypred", "av2"):
-        raise TinypredError(f"expected tinypred or av2, got {format_!r}", arg="--format")
     if out.suffix != ".parquet":
         raise TinypredError(f"{out}: expected a .parquet file name", arg="--out")
     ds = dataset.load(data)
@@ -166,7 +203,7 @@ def predict(
         from tinypred.predictors.model_file import load_run
         from tinypred.predictors.prediction import predict_split
 
-        pred = predict_split(load_run(run, ds), ds, split, with_scale=False)
+        pred = predict_split(load_run(run, ds, resolve_device(device)), ds, split, with_scale=False)
     if format_ == "av2":
         from tinypred.data.av2.submission import submission_table, write_submission
 
@@ -178,18 +215,3 @@ def predict(
     console.print(
         f"wrote {table.num_rows} rows ({len(scenes)} samples, {format_} format) to {out}", highlight=False
     )
-
-
-# `train`'s own flags, by the config key each one sets.
-TRAIN_FLAGS = {
-    "epochs": "--epochs",
-    "lr": "--lr",
-    "batch_size": "--batch-size",
-    "loss.kind": "--loss",
-    "loss.ce_weight": "--ce-weight",
-    "device": "--device",
-    "seed": "--seed",
-    "bf16": "--bf16",
-    "patience": "--patience",
-    "checkpoint_every": "--checkpoint-every",
-}

@@ -8,8 +8,9 @@ report's content is one list of blocks rendered twice, so the two formats always
 from __future__ import annotations
 
 import json
+import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from tinypred.training.config import TrainConfig
 from tinypred.training.loop import train
 
 SCHEMA = 1
+log = logging.getLogger("tinypred")
 PREDICTORS = ("cv", "ca", "ctrv", "cv_fan", "lane_follow", "oracle", "mlp")
 
 
@@ -63,14 +65,15 @@ def run_demo(
     out: str | Path = "runs/demo",
     seed: int = 11,
     quick: bool = False,
-    log: Callable[[str], None] = print,
+    device: str = "auto",
     progress: bool = False,
 ) -> dict:
     """Run the whole pipeline into `out` and return what metrics.json holds.
 
     `out` is written as a whole: into a temporary sibling, swapped in when everything is done. A re-run
     replaces an earlier demo's output; an interrupted one leaves it as it was (and the next run clears
-    the leftovers); a folder the demo did not make is refused before anything is touched.
+    the leftovers); a folder the demo did not make is refused before anything is touched. Its stages are
+    logged (the "tinypred" logger, INFO); `progress` draws training's progress bar.
     """
     if seed < 0:
         raise TinypredError(f"expected an integer >= 0, got {seed}", arg="seed")
@@ -81,24 +84,24 @@ def run_demo(
         )
     with atomic_directory(out, is_demo_dir) as work:
         write_json(work / MARKER, {"seed": seed, "quick": quick})
-        return _pipeline(work, seed, quick, log, progress)
+        return _pipeline(work, seed, quick, device, progress)
 
 
-def _pipeline(out: Path, seed: int, quick: bool, log: Callable[[str], None], progress: bool) -> dict:
+def _pipeline(out: Path, seed: int, quick: bool, device: str, progress: bool) -> dict:
     """Every stage of the demo, written into the folder `out`."""
     sizes = SIZES["quick" if quick else "default"]
     timing: dict[str, float] = {}
 
     @contextmanager
     def stage(name: str) -> Iterator[None]:
-        log(f"[{name}] ...")
+        log.info(f"[{name}] ...")
         start = time.perf_counter()
         yield
         timing[name] = round(time.perf_counter() - start, 2)
-        log(f"[{name}] done in {timing[name]:.1f} s")
+        log.info(f"[{name}] done in {timing[name]:.1f} s")
 
     scene_cfg = SceneConfig()
-    train_cfg = TrainConfig(epochs=sizes.epochs, seed=seed)
+    train_cfg = TrainConfig(epochs=sizes.epochs, seed=seed, device=device)
     with stage("data"):
         ds = dataset.make(scene_cfg, sizes.n_train, sizes.n_val, sizes.n_test, seed)
         dataset.save(ds, out / "data")
@@ -114,8 +117,8 @@ def _pipeline(out: Path, seed: int, quick: bool, log: Callable[[str], None], pro
             out / "run",
             progress=progress,
             baselines=refs,
-            on_epoch=lambda r: log(
-                f"  epoch {r['epoch'] + 1}/{sizes.epochs}: val minFDE@6 "
+            on_epoch=lambda r: log.info(
+                f"  epoch {r['epoch']}/{sizes.epochs}: val minFDE@6 "
                 f"{r['val_minFDE@6']:.2f} m, MR@6 {r['val_MR@6']:.3f}"
             ),
         )
@@ -129,7 +132,7 @@ def _pipeline(out: Path, seed: int, quick: bool, log: Callable[[str], None], pro
             train_cfg,
             out / "ablation",
             done={"wta+ce": out / "run"},
-            on_run=lambda r: log(
+            on_run=lambda r: log.info(
                 f"  {r['name']}: decision minFDE@6 "
                 f"{r['decision']['minFDE@6']:.2f} m, mode spread "
                 f"{r['decision']['mode_spread']:.2f} m"

@@ -88,7 +88,7 @@ def demo_blocks(m: dict, figures: dict[str, Path]) -> list[Block]:
             f"Loss at initialisation: {init['loss']:.3f} (classification term {init['ce']:.3f} against "
             f"log K = {init['expected_ce']:.3f}; regression {init['regression']:.3f} against "
             f"{init['expected_regression']:.3f} for predicting no motion). "
-            f"Best epoch {m['training']['best_epoch'] + 1} of {m['training']['epochs_run']}, "
+            f"Best epoch {m['training']['best_epoch']} of {m['training']['epochs_run']}, "
             f"{m['training']['train_seconds']:.1f} s of training."
             + (f" Warnings: {'; '.join(m['training']['warnings'])}." if m["training"]["warnings"] else ""),
         ),

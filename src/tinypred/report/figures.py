@@ -142,7 +142,7 @@ def scene_grid(
 
 def training_curves(history: list[dict], path: str | Path) -> Path:
     """Train and val loss per epoch."""
-    epochs = [r["epoch"] + 1 for r in history]
+    epochs = [r["epoch"] for r in history]
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     ax.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
     ax.plot(epochs, [r["val_loss"] for r in history], "s-", label="val")
@@ -156,7 +156,7 @@ def metric_curves(
     history: list[dict], path: str | Path, baselines: tuple[str, ...] = ("cv", "cv_fan")
 ) -> Path:
     """Val minADE@6 / minFDE@6 / MR@6 per epoch, overall and at decision points, baselines as lines."""
-    epochs = [r["epoch"] + 1 for r in history]
+    epochs = [r["epoch"] for r in history]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for ax, metric in zip(axes, ("minADE@6", "minFDE@6", "MR@6"), strict=True):
         for prefix, style, label in (("val_", "o-", "all"), ("val_decision_", "s-", "decision points")):

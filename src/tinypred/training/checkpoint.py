@@ -30,7 +30,7 @@ class TrainState:
     epoch: int = 0  # epochs completed
     step: int = 0  # optimizer steps taken
     best: float = math.inf  # the best validation minFDE@6 so far, m
-    best_epoch: int = -1  # the epoch it was reached in (0-based)
+    best_epoch: int = -1  # the index of its epoch in `history` (the epoch counted from 0)
     bad_epochs: int = 0  # epochs since it last improved (early stopping)
     history: list[dict[str, Any]] = field(default_factory=list)  # one log row per epoch
     gradients: list[dict[str, Any]] = field(default_factory=list)  # per-layer records every log_every

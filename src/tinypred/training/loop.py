@@ -44,7 +44,7 @@ from tinypred.training.step import Split, bad_parameters, build_model, lr_lambda
 class RunResult:
     out_dir: Path
     history: list[dict]  # one row per epoch
-    best_epoch: int
+    best_epoch: int  # counted from 1
     best_val: dict[str, float]  # val metrics ("all" and "decision") of the best epoch
     init: dict[str, float]
     train_seconds: float
@@ -58,7 +58,7 @@ def train(
     out_dir: str | Path,
     *,
     resume: bool = False,
-    progress: bool = True,
+    progress: bool = False,
     baselines: dict[str, dict] | None = None,
     on_epoch: Callable[[dict], None] | None = None,
 ) -> RunResult:
@@ -129,7 +129,7 @@ def _train(
             log.epoch(row, state.step)
             if row["val_minFDE@6"] < state.best:
                 state.best, state.best_epoch, state.bad_epochs = row["val_minFDE@6"], epoch, 0
-                info = {"epoch": epoch, "step": state.step, "val": row}
+                info = {"epoch": epoch + 1, "step": state.step, "val": row}
                 save_model(out_dir / MODEL_FILE, model, ds.normalizer, _as_json(cfg), info, ds.dt)
             else:
                 state.bad_epochs += 1
@@ -153,7 +153,7 @@ def _train(
             f"({baselines['cv']['all']['minFDE@6']:.2f} m): it has not learned; check the learning rate"
         )
     return RunResult(
-        out_dir, state.history, state.best_epoch, best_val, init, state.train_seconds, warnings, started
+        out_dir, state.history, state.best_epoch + 1, best_val, init, state.train_seconds, warnings, started
     )
 
 
@@ -294,7 +294,7 @@ def evaluate_epoch(
     metrics = evaluate_scenes(prediction, val_split.scenes)
     model.train()
     row: dict[str, Any] = {
-        "epoch": epoch,
+        "epoch": epoch + 1,  # counted from 1, as everywhere a person reads it
         "step": state.step,
         "lr": lr,
         "train_loss": train_loss,

@@ -173,14 +173,6 @@ def test_cli_export_and_bad_input(small_dataset, tmp_path):
     assert len([p for p in (tmp_path / "x").iterdir() if p.is_dir()]) == 300
     cases = [
         (["data", "import-av2", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")], "SRC"),
-        (
-            ["data", "import-av2", str(tmp_path / "x"), "--split", "dev", "--out", str(tmp_path / "o")],
-            "--split",
-        ),
-        (
-            ["data", "import-av2", str(tmp_path / "x"), "--agents", "all", "--out", str(tmp_path / "o")],
-            "--agents",
-        ),
         (["predict", "--data", str(small_dataset), "--out", str(tmp_path / "p.parquet")], "--baseline"),
         (
             [
@@ -216,4 +208,7 @@ def test_cli_export_and_bad_input(small_dataset, tmp_path):
             proc.stderr,
         )
         assert proc.stderr.strip().count("\n") == 0
+    for flag, value in (("--split", "dev"), ("--agents", "all")):  # not a choice: a usage error, exit 2
+        proc = run_cli("data", "import-av2", str(tmp_path / "x"), flag, value, "--out", str(tmp_path / "o"))
+        assert proc.returncode == 2 and f"Invalid value for '{flag}'" in proc.stderr
     assert not (tmp_path / "o").exists() and not (tmp_path / "p.parquet").exists()
