@@ -20,11 +20,11 @@ demo: install
 	$(BIN)/tinypred demo
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
 
 test: install
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
 	# pytest exits 5 when it collects no tests; make would turn that into a plain failure.
 	$(BIN)/python -m pytest -n 2 --dist loadfile || [ $$? -eq 5 ]
 

@@ -23,6 +23,18 @@ def small_dataset(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def tiny_run(small_dataset, tmp_path_factory) -> Path:
+    """A run directory of a tiny model (1 epoch, 2 hidden layers of 32) trained on `small_dataset`."""
+    from tinypred.predictors.model import ModelConfig
+    from tinypred.training import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("tiny") / "run"
+    cfg = TrainConfig(epochs=1, batch_size=128, device="cpu", model=ModelConfig(width=32, depth=2))
+    train(dataset.load(small_dataset), cfg, out)
+    return out
+
+
 def run_cli(*args: str, check: bool = False) -> subprocess.CompletedProcess:
     """Run the real `tinypred` console entry point in a subprocess."""
     proc = subprocess.run(

@@ -13,6 +13,18 @@ The folders are the architecture; data flows one way, top to bottom, and no modu
     backprop/      a reverse-mode autodiff engine and hand-derived blocks, checked against torch
                    (self-contained: it imports nothing of the rest)
     cli            the `tinypred` command: a thin skin over all of it
+
+`from tinypred import Predictor` (`predictors.api`) is the one name the package itself offers, imported
+on first use so that `import tinypred` stays light.
 """
 
 __version__ = "0.2.0"
+
+
+def __getattr__(name: str) -> type:
+    """`from tinypred import Predictor`, imported on first use: `import tinypred` stays light (no torch)."""
+    if name == "Predictor":
+        from tinypred.predictors.api import Predictor
+
+        return Predictor
+    raise AttributeError(f"module 'tinypred' has no attribute {name!r}")

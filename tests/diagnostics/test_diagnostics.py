@@ -73,7 +73,7 @@ def test_init_matches_the_expected_loss_and_keeps_activations_in_scale(ds, tmp_p
     init = res.numbers["init"]
     assert init["ce"] == pytest.approx(math.log(6), abs=0.1) and init["expected_ce"] == math.log(6)
     assert init["regression"] == pytest.approx(init["expected_regression"], rel=0.25)
-    assert list(res.numbers["layers"]) == ["body.0", "body.3", "body.6", "head"]  # every Linear, in order
+    assert list(res.numbers["layers"]) == ["hidden1", "hidden2", "hidden3", "head"]  # every Linear, in order
     assert 0.1 <= res.numbers["std_ratio_last_first"] <= 10
     assert all(layer["grad_norm"] > 0 for layer in res.numbers["layers"].values())
     assert res.numbers["zero_input_loss"] == pytest.approx(init["loss"], rel=0.1)  # nothing learnt yet
@@ -296,3 +296,15 @@ def test_diagnose_command(small_dataset, tmp_path):
         "diagnose", "init", "--data", str(small_dataset), "--config", str(config), "--out", str(tmp_path)
     )
     assert failed.returncode == 1 and "init: FAILED" in failed.stdout
+
+
+def test_long_checks_print_progress_lines(ds, caplog, monkeypatch):
+    """A long check says how far it is (steps/s, ETA) in plain log lines, not silence."""
+    from tinypred.diagnostics import common
+
+    monkeypatch.setattr(common.Ticker.__init__, "__defaults__", (None, 0.0))  # a line every step
+    with caplog.at_level("INFO", logger="tinypred"):
+        check_lr_range(ds, TrainConfig(), steps=5)
+    lines = [r.getMessage() for r in caplog.records if r.name == "tinypred.diagnostics.common"]
+    assert len(lines) == 5 and lines[-1].startswith("lr-range: 5/5 steps, ")
+    assert "steps/s, ETA 0 s" in lines[-1]

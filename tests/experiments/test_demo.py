@@ -95,6 +95,8 @@ def test_ablate_and_bench_commands(small_dataset, tmp_path):
         assert r["decision"]["minFDE@6"] == pytest.approx(table["decision"]["minFDE@6"])
         assert r["decision"]["mode_spread"] == pytest.approx(averaging_stats(pred, ds.test)["mode_spread"])
     assert (out / "ablation.png").read_bytes()[:4] == b"\x89PNG" and "l2+ce" in proc.stdout
+    # Piped (as in CI logs), the widest table keeps every column whole: no ellipsis, no folded header.
+    assert "…" not in proc.stdout and "endpoint_to_nearest_branch_m" in proc.stdout
     bench = run_cli(
         "bench", "--data", str(small_dataset), "--steps", "2", "--json", str(tmp_path / "b.json"), check=True
     )
@@ -134,10 +136,11 @@ def test_quick_demo_shows_the_weeks_result(tmp_path):
         assert m["test"]["mlp"]["decision"][metric] == pytest.approx(mlp["decision"][metric], rel=1e-9)
     # The report: self-contained HTML (every image inline, nothing fetched), Markdown with the figures.
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 6
+    assert page.count("data:image/png;base64,") == 7
     assert not re.search(r"(src|href)=['\"]https?:", page)
     md = (out / "report.md").read_text()
-    for fig in ("gallery.png", "loss.png", "metrics.png", "gradients.png", "ablation.png", "scenes.png"):
+    figures = ("gallery", "loss", "metrics", "gradients", "ablation", "profile", "scenes")
+    for fig in (f"{name}.png" for name in figures):
         assert f"({fig})" in md and (out / fig).exists()
     # Run again into the same folder: it replaces its own output as a whole, with the same numbers.
     again = run_cli("demo", "--quick", "--seed", "5", "--out", str(out), check=True)

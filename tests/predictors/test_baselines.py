@@ -149,6 +149,8 @@ def test_cli_table_and_json(small_dataset, tmp_path):
     out = tmp_path / "b.json"
     proc = run_cli("baselines", str(small_dataset), "--split", "val", "--json", str(out), check=True)
     assert "oracle" in proc.stdout and "minFDE@6" in proc.stdout
+    # Piped, the table keeps its natural width: every column whole, nothing cut to an ellipsis.
+    assert "…" not in proc.stdout and "brier-minFDE@6 ┃    NLL ┃" in proc.stdout
     results = json.loads(out.read_text())["results"]
     assert set(results) == set(BASELINES)
     assert set(results["cv"]["decision"]) == {*METRICS, "count"}

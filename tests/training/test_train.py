@@ -154,10 +154,13 @@ def test_logs_checkpoints_and_instruments(ds, tmp_path):
     names = [name for name, _ in model.linear_layers()]
     assert len(names) == FAST.model.depth + 1 and names[-1] == "head"
     steps_per_epoch = -(-len(ds.train) // FAST.batch_size)
-    assert [g["step"] for g in grads] == list(range(0, FAST.epochs * steps_per_epoch, FAST.log_every))
+    # Flat rows, one per (step, layer), for pandas.read_json(lines=True) as they are.
+    logged = list(range(0, FAST.epochs * steps_per_epoch, FAST.log_every))
+    assert [(g["step"], g["layer"]) for g in grads] == [(step, name) for step in logged for name in names]
     for g in grads:
-        assert list(g["layers"]) == names
-        assert all(v["grad_norm"] > 0 and 0 < v["update_ratio"] < 1 for v in g["layers"].values())
+        assert set(g) == {"step", "epoch", "layer", "loss", "grad_norm", "update_ratio"}
+        assert g["grad_norm"] > 0 and 0 < g["update_ratio"] < 1
+        assert g["epoch"] == 1 + g["step"] // steps_per_epoch
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert rows == result.history and [r["epoch"] for r in rows] == [1, 2]
     with (run / "metrics.csv").open() as f:
@@ -168,6 +171,33 @@ def test_logs_checkpoints_and_instruments(ds, tmp_path):
     best = min(rows, key=lambda r: r["val_minFDE@6"])
     assert result.best_epoch == best["epoch"] == load_model(run / "model.safetensors").info["epoch"]
     assert result.best_val["minFDE@6"] == best["val_minFDE@6"]
+
+
+def test_tensorboard_uses_the_tags_pytorch_users_know(ds, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cv = {"all": {"minFDE@6": 4.0, "MR@6": 0.5}, "decision": {"minFDE@6": 4.5, "MR@6": 0.6}}
+    cfg = FAST.model_copy(update={"histogram_every": 5})
+    train(ds, cfg, tmp_path / "run", baselines={"cv_fan": cv})
+    events = EventAccumulator(str(tmp_path / "run" / "tb"), size_guidance={"scalars": 0, "histograms": 0})
+    events.Reload()
+    tags = events.Tags()
+    scalars, histograms = set(tags["scalars"]), set(tags["histograms"])
+    assert {"train/loss", "val/loss", "val/minFDE@6", "val/decision/MR@6", "lr", "train/loss_step"} <= scalars
+    assert {"grad_norm/hidden1", "grad_norm/hidden2", "grad_norm/head", "update_ratio/head"} <= scalars
+    assert {"weights/hidden1", "grads/head"} <= histograms
+    # A baseline is a constant: one point, at step 0, under baseline/<name>/..., never cv/fan_...
+    once = events.Scalars("baseline/cv_fan/decision/minFDE@6")
+    assert [(e.step, e.value) for e in once] == [(0, 4.5)] and len(events.Scalars("val/minFDE@6")) == 2
+    assert not any(t.startswith("cv/") or "cv_fan_" in t for t in scalars)
+    steps_per_epoch = -(-len(ds.train) // cfg.batch_size)
+    assert [e.step for e in events.Histograms("weights/head")] == list(range(0, 2 * steps_per_epoch, 5))
+    # The hparams entry (TensorBoard's HPARAMS tab) carries the knobs and the best epoch's metrics.
+    hparams = EventAccumulator(str(tmp_path / "run" / "tb"))
+    hparams.Reload()
+    plugin = hparams.PluginTagToContent("hparams")
+    assert plugin and any(b"model.width" in content for content in plugin.values())
+    assert "hparam/val_minFDE@6" in scalars
 
 
 def test_vanishing_gradients_are_named(ds, tmp_path):

@@ -12,7 +12,13 @@ import every part of tinypred, and nothing imports it.
 from __future__ import annotations
 
 # Importing the command modules registers their commands on `app`.
-from tinypred.cli import data_commands, experiment_commands, model_commands  # noqa: F401
+from tinypred.cli import (  # noqa: F401
+    data_commands,
+    experiment_commands,
+    model_commands,
+    profile_command,
+    ship_commands,
+)
 from tinypred.cli.app import app, main
 
 __all__ = ["app", "main"]

@@ -70,9 +70,9 @@ def _options(
 
 # markup=False: paths and messages are printed as they are ("a[/b]" is a file name, not a closing tag).
 console = Console(markup=False)
-if not console.is_terminal:  # piped or captured: rich would squeeze tables into 80 columns...
-    console.width = 120
-    console.soft_wrap = True  # ... and cut a long line into two
+if not console.is_terminal:  # piped or captured: rich would squeeze tables into 80 columns and cut
+    console.width = 1000  # them; a log file has no width, so a table keeps its natural one...
+    console.soft_wrap = True  # ... and a long line stays one line
 err_console = Console(stderr=True, soft_wrap=True, markup=False)  # a message is one line, however long
 
 
@@ -132,6 +132,9 @@ ARG_FLAGS = {
     "workers": "--workers",
     "limit": "--limit",
     "overrides": "--set",
+    "run": "RUN",
+    "data": "--data",
+    "dataset": "DATASET",
 }
 
 

@@ -124,13 +124,18 @@ def diagnose(
     out: Annotated[Path, typer.Option("--out", help="where <check>.png and <check>.json go")] = Path(
         "runs/diagnose"
     ),
+    seed: Annotated[int | None, typer.Option("--seed", help="[default: the config's, 0]")] = None,
 ) -> None:
-    """A training-craft check: its numbers, a verdict in plain words and a figure. Exit 1 if it fails."""
+    """A training-craft check: its numbers, a verdict in plain words and a figure. Exit 1 if it fails.
+    The checks run on the CPU whatever the config's device: they are small, and so reproducible."""
     from tinypred.diagnostics import run_check
     from tinypred.fileio import write_json
     from tinypred.training import TrainConfig
 
     cfg = load_config(TrainConfig, config)
+    if seed is not None:
+        cfg = cfg.model_copy(update={"seed": seed})
+    announce("cpu")
     result = run_check(check, dataset.load(data), cfg, out)
     write_json(out / f"{check}.json", result.to_json())
     console.print(f"{check}: {'PASSED' if result.passed else 'FAILED'}", style="bold")

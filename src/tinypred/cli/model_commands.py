@@ -67,7 +67,8 @@ def train(
         str, typer.Option("--checkpoint-every", help="mid-epoch checkpoints: N steps (500) or minutes (5min)")
     ] = _T.checkpoint_every,
     set_: Annotated[
-        list[str] | None, typer.Option("--set", help="any config key, e.g. model.width=128 (repeatable)")
+        list[str] | None,
+        typer.Option("--set", metavar="KEY=VALUE", help="any config key, e.g. model.width=128 (repeatable)"),
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="continue the run in --out, with its own settings", metavar="")
@@ -147,7 +148,9 @@ def eval_(
         Path | None,
         typer.Option("--json", help="the results file [default: RUN/eval_<dataset>_<split>.json]"),
     ] = None,
-    device: Annotated[Device, typer.Option("--device")] = "cpu",
+    device: Annotated[
+        Device, typer.Option("--device", help="cpu: the same numbers on every machine")
+    ] = "cpu",
 ) -> None:
     """Evaluate a trained run on a split: the metrics table and a JSON file."""
     from tinypred.evaluation.tables import evaluate_scenes
@@ -176,7 +179,9 @@ def predict(
         Literal["tinypred", "av2"],
         typer.Option("--format", help="tinypred: every mode, world frame; av2: a challenge submission"),
     ] = "tinypred",
-    device: Annotated[Device, typer.Option("--device")] = "cpu",
+    device: Annotated[
+        Device, typer.Option("--device", help="cpu: the same numbers on every machine")
+    ] = "cpu",
     baseline: Annotated[
         str | None, typer.Option("--baseline", help="predict with this baseline, not a run")
     ] = None,

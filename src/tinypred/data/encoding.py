@@ -136,7 +136,11 @@ def encode(scenes: Scenes, scene_id: np.ndarray | None = None) -> EncodedScenes:
             to_agent(scenes.alt_futures[rows], pose, f32) * out.alt_mask[rows, :, None, None]
         )
 
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # NumPy releases the GIL
+    if n <= BLOCK:  # one block: starting threads would cost more than it (a planner's batch of one)
+        block(0)
+        return out
+    # The CPUs this process may run on (taskset, a container), not every core of the machine.
+    with ThreadPoolExecutor(max_workers=len(os.sched_getaffinity(0))) as pool:  # NumPy releases the GIL
         list(pool.map(block, range(0, n, BLOCK)))
     return out
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,28 @@ from tinypred.training.config import TrainConfig
 from tinypred.training.step import Split, train_step
 
 CPU = torch.device("cpu")
+log = logging.getLogger(__name__)
+
+
+class Ticker:
+    """Plain progress lines for a long check (logs and CI read them; a terminal too): at most one every
+    `every` seconds, `what: 120/300 steps, 85 steps/s, ETA 2 s` (no total: no ETA)."""
+
+    def __init__(self, what: str, total: int | None = None, every: float = 5.0) -> None:
+        self.what, self.total, self.every = what, total, every
+        self.done = 0
+        self.start = self.last = time.perf_counter()
+
+    def __call__(self, steps: int = 1) -> None:
+        self.done += steps
+        now = time.perf_counter()
+        if now - self.last < self.every:
+            return
+        self.last = now
+        rate = self.done / (now - self.start)
+        count = f"{self.done}/{self.total}" if self.total else f"{self.done}"
+        eta = f", ETA {(self.total - self.done) / rate:.0f} s" if self.total else ""
+        log.info("%s: %s steps, %.0f steps/s%s", self.what, count, rate, eta)
 
 
 @dataclass
@@ -64,10 +88,11 @@ def sample_split(ds: Dataset, name: str, n: int | None = None) -> Split:
 
 
 def training_stream(
-    model: nn.Module, opt: torch.optim.Optimizer, split: Split, cfg: TrainConfig
+    model: nn.Module, opt: torch.optim.Optimizer, split: Split, cfg: TrainConfig, ticker: Ticker
 ) -> Iterator[float]:
     """Endless training on shuffled mini-batches of `split` (order seeded by cfg.seed), one `train_step`
-    per `next`, which gives that step's loss. The caller decides when to stop, change the lr or look."""
+    per `next`, which gives that step's loss and ticks `ticker`. The caller decides when to stop, change
+    the lr or look."""
     gen = torch.Generator().manual_seed(cfg.seed)
     n = len(split.x)
     b = min(cfg.batch_size, n)
@@ -75,7 +100,9 @@ def training_stream(
         perm = torch.randperm(n, generator=gen)
         for i in range(0, n - b + 1, b):  # whole batches only: every step sees b samples
             idx = perm[i : i + b]
-            yield train_step(model, opt, split.x[idx], split.y[idx], cfg)[0].item()
+            loss = train_step(model, opt, split.x[idx], split.y[idx], cfg)[0].item()
+            ticker()
+            yield loss
 
 
 def log10_ratio(a: float, b: float) -> float:

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from tinypred.data.dataset import Dataset
-from tinypred.diagnostics.common import CheckResult, make_result, sample_split, training_stream
+from tinypred.diagnostics.common import CheckResult, Ticker, make_result, sample_split, training_stream
 from tinypred.predictors import losses
 from tinypred.training.config import TrainConfig
 from tinypred.training.step import build_model
@@ -70,7 +70,9 @@ def check_curvature(
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=cfg.lr)
     # Plain means unclipped too: clipping would hide the instability this check is about.
-    stream = training_stream(model, opt, sample_split(ds, "train"), cfg.model_copy(update={"grad_clip": 0.0}))
+    unclipped = cfg.model_copy(update={"grad_clip": 0.0})
+    ticker = Ticker("curvature", max(checkpoints, default=0))
+    stream = training_stream(model, opt, sample_split(ds, "train"), unclipped, ticker)
     points: list[dict[str, Any]] = []
     done, diverged_at = 0, None
     for target in sorted({0, *checkpoints}):  # always at init: the first point needs no training

@@ -84,12 +84,13 @@ def check_init(
     def draw() -> plt.Figure:
         names = [name for name, _ in linear]
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-        for ax, key, title in (
-            (axes[0], "std", "pre-activation std across the batch, per layer"),
-            (axes[1], "grad_norm", "weight gradient norm per layer"),
+        for ax, key, title, ylabel in (
+            (axes[0], "std", "pre-activation std across the batch, per layer", "std (log scale)"),
+            (axes[1], "grad_norm", "weight gradient norm per layer", "||d loss / d W|| (L2, log scale)"),
         ):
             ax.semilogy(names, [stats[n][key] for n in names], "o-")
             ax.set_title(title, fontsize=9)
+            ax.set(xlabel="layer (input to output)", ylabel=ylabel)
             ax.tick_params(axis="x", labelrotation=45, labelsize=7)
         fig.suptitle(
             f"At init ({cfg.model.init}, {cfg.model.activation}): loss {report['loss']:.3g}, "

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from tinypred.data.dataset import Dataset
-from tinypred.diagnostics.common import CheckResult, make_result, sample_split, training_stream
+from tinypred.diagnostics.common import CheckResult, Ticker, make_result, sample_split, training_stream
 from tinypred.errors import TinypredError
 from tinypred.predictors.model import TrajectoryMLP
 from tinypred.training.config import TrainConfig
@@ -40,7 +40,7 @@ def check_lr_range(
     """
     model = model if model is not None else build_model(ds, cfg)
     opt = make_optimizer(model, cfg)
-    stream = training_stream(model, opt, sample_split(ds, "train"), cfg)
+    stream = training_stream(model, opt, sample_split(ds, "train"), cfg, Ticker("lr-range", steps))
     lrs: list[float] = []
     raw: list[float] = []
     smooth: list[float] = []

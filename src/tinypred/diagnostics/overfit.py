@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from tinypred.data.dataset import Dataset
-from tinypred.diagnostics.common import CheckResult, make_result, sample_split
+from tinypred.diagnostics.common import CheckResult, Ticker, make_result, sample_split
 from tinypred.predictors.model import TrajectoryMLP
 from tinypred.training.config import TrainConfig
 from tinypred.training.step import build_model, train_step
@@ -43,8 +43,10 @@ def overfit_one_batch(
     model = model if model is not None else build_model(ds, cfg, dropout=0.0)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     history: list[float] = []
+    ticker = Ticker("overfit", max_steps)
     for _ in range(max_steps + 1):
         history.append(train_step(model, opt, split.x, split.y, cfg)[0].item())
+        ticker()
         if history[-1] <= target_ratio * history[0]:
             break
     ratio = history[-1] / history[0]

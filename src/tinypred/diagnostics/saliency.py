@@ -11,7 +11,7 @@ from torch import nn
 
 from tinypred.data.dataset import Dataset
 from tinypred.data.encoding import feature_layout, feature_names
-from tinypred.diagnostics.common import CheckResult, make_result, sample_split, training_stream
+from tinypred.diagnostics.common import CheckResult, Ticker, make_result, sample_split, training_stream
 from tinypred.predictors import losses
 from tinypred.predictors.model import ModelOutput, TrajectoryMLP
 from tinypred.training.config import TrainConfig
@@ -84,7 +84,9 @@ def check_saliency(
     no example's loss has a gradient above 1e-12 w.r.t. another example's inputs.
     """
     model = build_model(ds, cfg)
-    stream = training_stream(model, make_optimizer(model, cfg), sample_split(ds, "train"), cfg)
+    stream = training_stream(
+        model, make_optimizer(model, cfg), sample_split(ds, "train"), cfg, Ticker("saliency", steps)
+    )
     for _ in range(steps):
         next(stream)
     fixed = sample_split(ds, "train", batch)

@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from tinypred.data.dataset import Dataset
-from tinypred.diagnostics.common import CheckResult, make_result
+from tinypred.diagnostics.common import CheckResult, Ticker, make_result
 from tinypred.predictors import losses
 from tinypred.predictors.model import SCALE_EPS, ModelOutput
 from tinypred.training.config import TrainConfig
@@ -25,15 +25,22 @@ def _toy_net(outputs: int, width: int) -> nn.Sequential:
 
 
 def _fit(
-    net: nn.Module, loss_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, steps: int, lr: float
+    name: str,
+    net: nn.Module,
+    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    steps: int,
+    lr: float,
 ) -> None:
     """Full-batch Adam on loss_fn(net(x)) for x (N, 1)."""
     opt = torch.optim.Adam(net.parameters(), lr=lr)
+    ticker = Ticker(f"toy ({name})", steps)
     for _ in range(steps):
         loss = loss_fn(net(x))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        ticker()
 
 
 def _two_modes(raw: torch.Tensor) -> ModelOutput:
@@ -72,17 +79,17 @@ def check_toy(
     low_curve, mean_curve = torch.sin(grid), torch.sin(grid) + gap / 2
 
     mse = _toy_net(1, width)
-    _fit(mse, lambda out: F.mse_loss(out, y), x, steps, 3e-3)
+    _fit("mse", mse, lambda out: F.mse_loss(out, y), x, steps, 3e-3)
 
     def gaussian_nll(out: torch.Tensor) -> torch.Tensor:  # the lectures' loss, constant term dropped
         var = F.softplus(out[:, 1:]) + 1e-6
         return (torch.log(var) / 2 + (y - out[:, :1]) ** 2 / (2 * var)).mean()
 
     nll = _toy_net(2, width)
-    _fit(nll, gaussian_nll, x, steps, 3e-3)
+    _fit("gaussian nll", nll, gaussian_nll, x, steps, 3e-3)
     gt = torch.stack([torch.zeros_like(y), y], -1)  # (N, 1, 2): one step at (0, y)
     modal = _toy_net(6, width)
-    _fit(modal, lambda out: losses.loss(_two_modes(out), gt, cfg.loss)[0], x, steps, 3e-3)
+    _fit("two modes", modal, lambda out: losses.loss(_two_modes(out), gt, cfg.loss)[0], x, steps, 3e-3)
 
     with torch.no_grad():
         fit = mse(grid)
@@ -139,8 +146,9 @@ def check_toy(
         axes[2].set_title(
             f"K = 2, {cfg.loss.kind} loss: {'both curves' if passed else 'misses a curve'}", fontsize=9
         )
+        axes[0].set_ylabel("y (toy units)")
         for ax in axes:
-            ax.set_xlabel("x")
+            ax.set_xlabel("x (toy units)")
             ax.legend(fontsize=7)
         return fig
 

@@ -24,12 +24,14 @@ from tinypred.evaluation.averaging import averaging_stats
 from tinypred.evaluation.tables import evaluate_scenes
 from tinypred.experiments.ablation import run_ablation
 from tinypred.experiments.devices import device_bench
+from tinypred.experiments.profile import run_profile
 from tinypred.fileio import atomic_directory, write_json, write_text
 from tinypred.predictors.baselines import fit_all
 from tinypred.predictors.model_file import MODEL_FILE, load_model
 from tinypred.predictors.prediction import Prediction, predict_split
 from tinypred.report import figures as plots
 from tinypred.report.document import demo_blocks
+from tinypred.report.profile_figure import profile_figure
 from tinypred.report.render import render_html, render_markdown
 from tinypred.training.config import TrainConfig
 from tinypred.training.loop import train
@@ -140,8 +142,11 @@ def _pipeline(out: Path, seed: int, quick: bool, device: str, progress: bool) ->
         )
     with stage("bench"):
         bench = device_bench(ds, train_cfg, steps=sizes.bench_steps)
+    with stage("profile"):
+        profile = run_profile(out / "run", out / "data", out / "profile", device, steps=10)
     with stage("figures"):
         figures = _figures(out, ds, result.history, mlp_pred, baselines, ablation, seed)
+        figures["profile"] = profile_figure(profile, out / "profile.png")  # beside the report, as all are
 
     metrics = {
         "schema": SCHEMA,
@@ -161,6 +166,7 @@ def _pipeline(out: Path, seed: int, quick: bool, device: str, progress: bool) ->
         },
         "ablation": [{k: v for k, v in r.items() if k != "dir"} for r in ablation],
         "bench": bench,
+        "profile": _profile_summary(profile),
         "init": result.init,
         "training": {
             "best_epoch": result.best_epoch,
@@ -249,3 +255,16 @@ def _figures(
         extra={"cv": cv, "l2 model (top mode)": l2_top},
     )
     return figs
+
+
+def _profile_summary(profile: dict) -> dict:
+    """Where a training step's time goes, in brief: ms per step and the top 3 ops, torch and engine."""
+    train, engine = profile["torch"]["train"], profile["engine"]
+    top = sorted(engine["rows"], key=lambda r: -r["share_pct"])[:3]
+    return {
+        "torch_ms_per_step": train["ms_per_step"],
+        "torch_top": [{"op": r["op"], "share_pct": r["share_pct"]} for r in train["rows"][:3]],
+        "engine_ms_per_step": engine["ms_per_step"],
+        "engine_top": [{"op": r["op"], "share_pct": r["share_pct"]} for r in top],
+        "batch": train["batch"],
+    }

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-import time
 
 import torch
+from torch.utils import benchmark
 
 from tinypred.data.dataset import Dataset
 from tinypred.errors import TinypredError
@@ -51,25 +51,27 @@ def device_bench(ds: Dataset, cfg: TrainConfig, steps: int = 200, batch_size: in
 
 
 def _time_training(ds: Dataset, cfg: TrainConfig, device: torch.device, steps: int) -> dict:
+    """`steps` training steps timed with torch.utils.benchmark.Timer: after a warm-up, on this process's
+    torch threads, with the device synchronised (Timer does it for CUDA; MPS is synchronised per step)."""
     split = Split.of(ds.train, ds.normalizer, device)
     model = build_model(ds, cfg).to(device)
     opt = make_optimizer(model, cfg)
     gen = torch.Generator().manual_seed(cfg.seed)
     n, batch_size = len(split.x), cfg.batch_size
+    last = [torch.zeros(())]
 
-    def run(k: int) -> torch.Tensor:
-        total = torch.zeros(())
-        for _ in range(k):
-            idx = torch.randint(0, n, (batch_size,), generator=gen).to(device)
-            total, _ = train_step(model, opt, split.x[idx], split.y[idx], cfg)
-        return total
+    def step() -> None:
+        idx = torch.randint(0, n, (batch_size,), generator=gen).to(device)
+        last[0], _ = train_step(model, opt, split.x[idx], split.y[idx], cfg)
 
-    run(10).item()  # warm-up: kernels, allocator, autotuning
-    _sync(device)
-    start = time.perf_counter()
-    final = run(steps).item()
-    _sync(device)
-    seconds = time.perf_counter() - start
+    for _ in range(10):  # warm-up: kernels, allocator, autotuning
+        step()
+    sync = torch.mps.synchronize if device.type == "mps" else (lambda: None)
+    timer = benchmark.Timer(
+        stmt="step(); sync()", globals={"step": step, "sync": sync}, num_threads=torch.get_num_threads()
+    )
+    seconds = timer.timeit(steps).mean * steps
+    final = last[0].item()
     return {
         "seconds": seconds,
         "samples_per_s": steps * batch_size / seconds,
@@ -77,10 +79,3 @@ def _time_training(ds: Dataset, cfg: TrainConfig, device: torch.device, steps: i
         "batch_size": batch_size,
         "final_loss": final if math.isfinite(final) else None,
     }
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    elif device.type == "mps":
-        torch.mps.synchronize()

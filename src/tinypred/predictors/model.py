@@ -108,8 +108,10 @@ class TrajectoryMLP(nn.Module):
         return ModelOutput(modes, parts[1], scale)
 
     def linear_layers(self) -> list[tuple[str, nn.Linear]]:
-        """(name, layer) of every Linear, input to output: the layers the diagnostics report on."""
-        return [(name, m) for name, m in self.named_modules() if isinstance(m, nn.Linear)]
+        """(name, layer) of every Linear, input to output: the layers the logs and diagnostics report on,
+        named as a reader says them: hidden1 (module body.0), hidden2 (body.3), ..., head."""
+        hidden = [m for m in self.body if isinstance(m, nn.Linear)]
+        return [(f"hidden{j}", m) for j, m in enumerate(hidden, 1)] + [("head", self.head)]
 
     def matmul_params(self) -> int:
         """Weights that take part in a matmul (biases and norms excluded): for FLOP counts."""

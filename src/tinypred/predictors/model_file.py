@@ -2,17 +2,21 @@
 
 `model.safetensors` holds the weights (``model.*``), the feature normaliser (``normalizer.mean/std``)
 and, in its metadata, the training config (JSON), the number of input features, the horizon T, the
-time step dt (s) and free-form info (the epoch it was saved at, its validation metrics). Nothing is
-pickled; a damaged or foreign file is a one-line `TinypredError` naming the file. Every file tinypred
-writes carries a SHA-256 of its tensors in its metadata, checked on reading: a flipped byte is caught,
-not used.
+time step dt (s), free-form info (the epoch it was saved at, its validation metrics) and ``encoding``:
+every convention the model's input was encoded with (`EncodingSpec`: dt, the history and future
+steps, the map elements and their points, the lane window, the frame), so that a model file alone is
+enough to feed it world-frame input (`tinypred.predictors.api.Predictor`). Files written before the
+``encoding`` key existed still load: a missing key falls back to the file's own dt and horizon, then to
+the `SceneConfig` defaults. Nothing is pickled; a damaged or foreign file is a one-line
+`TinypredError` naming the file. Every file tinypred writes carries a SHA-256 of its tensors in its
+metadata, checked on reading: a flipped byte is caught, not used.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +25,122 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as st_save
 
 from tinypred.data.dataset import Dataset
-from tinypred.data.encoding import Normalizer
+from tinypred.data.encoding import HISTORY_FEATURES, Normalizer, feature_layout
+from tinypred.data.families import LANE_AHEAD, LANE_BEHIND
+from tinypred.data.scene_config import LANE_TYPES, SceneConfig
 from tinypred.errors import TinypredError
 from tinypred.fileio import atomic_open
 from tinypred.predictors.losses import LossConfig
 from tinypred.predictors.model import ModelConfig, TrajectoryMLP
 
 MODEL_FILE = "model.safetensors"
+FRAME = (
+    "agent: origin at the target's last observed position, x along its last observed heading, y to its "
+    "left; metres, m/s, radians"
+)
+
+
+@dataclass(frozen=True)
+class EncodingSpec:
+    """Every convention a model's input is encoded with: what a caller must match to feed it.
+
+    dt: s between two steps; history_steps H (the last one is "now") and future_steps T; max_lanes L map
+    elements of lane_points P points each, max_neighbours M neighbour slots; lane_window: (behind, ahead)
+    metres along each lane from the agent, sampled evenly (the synthetic scenes: (20, 60)), or None for
+    the L map elements nearest the agent, each resampled whole (an Argoverse 2 import); source: the
+    dataset's ("synthetic" or "av2"); frame: the agent frame (`FRAME`); history_features: the 6 state
+    features per step; lane_types: the vocabulary `lane_type` indexes.
+    """
+
+    dt: float
+    history_steps: int
+    future_steps: int
+    max_lanes: int
+    lane_points: int
+    max_neighbours: int
+    lane_window: tuple[float, float] | None
+    source: str = "synthetic"
+    frame: str = FRAME
+    history_features: tuple[str, ...] = HISTORY_FEATURES
+    lane_types: tuple[str, ...] = LANE_TYPES
+
+    @property
+    def features(self) -> int:
+        """D: the length of the flat feature vector these shapes make."""
+        return feature_layout(self.history_steps, self.max_lanes, self.lane_points)[
+            "lane_is_intersection"
+        ].stop
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str | None, horizon: int, dt: float | None) -> EncodingSpec:
+        """The spec stored in a model file; each missing key from the file's own horizon and dt, then the
+        `SceneConfig` defaults (files older than the key hold the synthetic defaults' encoding)."""
+        stored = json.loads(text) if text is not None else {}
+        if not isinstance(stored, dict):
+            raise ValueError(f"encoding: expected a JSON object, got {type(stored).__name__}")
+        unknown = set(stored) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"encoding: unknown key {sorted(unknown)[0]!r}")
+        return cls(**(default_encoding(horizon, dt).__dict__ | stored)).checked()
+
+    def checked(self) -> EncodingSpec:
+        """Self with JSON lists made tuples, after checking every value's type and range."""
+        window = None if self.lane_window is None else tuple(float(v) for v in self.lane_window)
+        spec = EncodingSpec(
+            **{
+                **self.__dict__,
+                "lane_window": window,
+                "history_features": tuple(self.history_features),
+                "lane_types": tuple(self.lane_types),
+            }
+        )
+        if not (isinstance(spec.dt, float | int) and 0 < spec.dt <= 60):
+            raise ValueError(f"encoding.dt: expected seconds in (0, 60], got {spec.dt!r}")
+        for name in ("history_steps", "future_steps", "max_lanes", "lane_points", "max_neighbours"):
+            value = getattr(spec, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 10_000:
+                raise ValueError(f"encoding.{name}: expected an integer in [0, 10000], got {value!r}")
+        if window is not None and (len(window) != 2 or not all(0 <= v < 1e5 for v in window)):
+            raise ValueError(
+                f"encoding.lane_window: expected (behind, ahead) metres, got {self.lane_window!r}"
+            )
+        # The vocabularies are this code's: a model trained on others would read its features wrongly.
+        if spec.history_features != HISTORY_FEATURES or spec.lane_types != LANE_TYPES:
+            raise ValueError("encoding: trained with other state features or lane types than this tinypred")
+        return spec
+
+
+def default_encoding(horizon: int, dt: float | None) -> EncodingSpec:
+    """The synthetic defaults' encoding (`SceneConfig()`), with a model's own horizon and dt if known."""
+    cfg = SceneConfig()
+    return EncodingSpec(
+        dt=cfg.dt if dt is None else dt,
+        history_steps=cfg.history_steps,
+        future_steps=horizon,
+        max_lanes=cfg.max_lanes,
+        lane_points=cfg.lane_points,
+        max_neighbours=cfg.max_neighbours,
+        lane_window=(LANE_BEHIND, LANE_AHEAD),
+    )
+
+
+def encoding_of(ds: Dataset) -> EncodingSpec:
+    """The encoding of a dataset's samples: what a model trained on it expects."""
+    shapes = ds.shapes
+    return EncodingSpec(
+        dt=float(ds.dt),
+        history_steps=shapes["H"],
+        future_steps=shapes["T"],
+        max_lanes=shapes["L"],
+        lane_points=shapes["P"],
+        max_neighbours=shapes["M"],
+        # The generator draws every lane over the same stretch; an import takes the nearest elements.
+        lane_window=(LANE_BEHIND, LANE_AHEAD) if ds.source == "synthetic" else None,
+        source=ds.source,
+    )
 
 
 def save_model(
@@ -37,9 +150,11 @@ def save_model(
     train_config: dict[str, Any],
     info: dict[str, Any],
     dt: float,
+    encoding: EncodingSpec | None = None,
 ) -> None:
     """Write the model file atomically. `train_config` is the full training config as a JSON object
-    (its "model" and "loss" sections rebuild the predictor)."""
+    (its "model" and "loss" sections rebuild the predictor); `encoding` (`encoding_of(ds)`) the
+    conventions of its input, stored so that the file alone can be fed world-frame input."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tensors["normalizer.mean"] = torch.from_numpy(normalizer.mean)
     tensors["normalizer.std"] = torch.from_numpy(normalizer.std)
@@ -50,6 +165,11 @@ def save_model(
         "dt": repr(float(dt)),
         "info": json.dumps(info),
     }
+    if encoding is not None:
+        # A spec that does not describe this model would make every world-frame prediction wrong.
+        assert (encoding.features, encoding.future_steps) == (model.in_features, model.horizon), encoding
+        assert abs(encoding.dt - dt) < 1e-9, (encoding.dt, dt)
+        meta["encoding"] = encoding.to_json()
     write_safetensors(path, tensors, meta)
 
 
@@ -98,6 +218,9 @@ class LoadedModel:
     config: dict[str, Any]  # the full training config, as saved
     dt: float | None  # the time step it was trained at, s (None in files older than tinypred 0.2)
     info: dict[str, Any]
+    # How its input is encoded; in files without it, the defaults (see `EncodingSpec.from_json`). None
+    # when those defaults do not even give the model's number of features: only encoded input then.
+    encoding: EncodingSpec | None = None
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
@@ -120,9 +243,16 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
             raise ValueError("a weight is not finite")
         dt = float(meta["dt"]) if "dt" in meta else None
         info = json.loads(meta.get("info", "{}"))
+        encoding: EncodingSpec | None = EncodingSpec.from_json(meta.get("encoding"), model.horizon, dt)
+        if (encoding.features, encoding.future_steps) != (model.in_features, model.horizon):
+            if "encoding" in meta:
+                raise ValueError(
+                    f"encoding: {encoding.features} features, the model reads {model.in_features}"
+                )
+            encoding = None
     except (KeyError, ValueError, RuntimeError, TypeError) as e:
         raise TinypredError(f"{path}: not a tinypred model or damaged ({str(e).splitlines()[0]})") from None
-    return LoadedModel(model.to(device).eval(), normalizer, loss_cfg, config, dt, info)
+    return LoadedModel(model.to(device).eval(), normalizer, loss_cfg, config, dt, info, encoding)
 
 
 def load_run(run: str | Path, ds: Dataset, device: str | torch.device = "cpu") -> LoadedModel:

@@ -49,13 +49,17 @@ def model_outputs(
     """modes (N, K, T, 2), probs (N, K) and scale (N, K, T) -- None without a scale head -- as NumPy
     arrays, in eval mode, in batches; the model is left in the mode it was in."""
     was_training = model.training
-    model.eval()
+    if was_training:  # switching walks every module: worth skipping on a planner's batch of one
+        model.eval()
     parts = [model(x[i : i + batch]) for i in range(0, len(x), batch)]
-    model.train(was_training)
+    if was_training:
+        model.train()
 
     def cat(name: str) -> np.ndarray | None:
         if getattr(parts[0], name) is None:
             return None
+        if len(parts) == 1:  # nothing to concatenate
+            return getattr(parts[0], name).float().cpu().numpy()
         return torch.cat([getattr(p, name).float() for p in parts]).cpu().numpy()
 
     return cat("modes"), cat("probs"), cat("scale")

@@ -77,7 +77,9 @@ def demo_blocks(m: dict, figures: dict[str, Path]) -> list[Block]:
         (
             "p",
             "Purple: the learned model's modes (darker = more probable, the number is its probability). "
-            "Green: what the agent did. Dotted: the ground-truth alternatives with their probabilities. "
+            "Green (on top, a star at its end): what the agent did. Dotted: the ground-truth alternatives "
+            "with their probabilities. Stop-or-go scenes are drawn as distance over time, where stopping and "
+            "going part. "
             "Dashed: constant velocity, and the top mode of the L2-trained model -- which lands between the "
             "branches.",
         ),
@@ -134,7 +136,9 @@ def demo_blocks(m: dict, figures: dict[str, Path]) -> list[Block]:
         (
             "p",
             f"{m['bench'][0].get('steps', '')} training steps of batch {m['bench'][0].get('batch_size', '')} "
-            "on each device this machine has, fp32 and bfloat16 autocast; wall clock after a warm-up.",
+            "on each device this machine has, fp32 and bfloat16 autocast; timed with "
+            "torch.utils.benchmark.Timer after a warm-up, on this process's torch threads, the device "
+            "synchronised.",
         ),
         (
             "table",
@@ -150,6 +154,19 @@ def demo_blocks(m: dict, figures: dict[str, Path]) -> list[Block]:
                 for r in m["bench"]
             ],
         ),
+        ("h2", "Where a training step's time goes"),
+        (
+            "p",
+            f"torch.profiler over {m['profile']['batch']}-sample training steps of the model above: "
+            f"{m['profile']['torch_ms_per_step']:.2f} ms per step in torch, "
+            f"{m['profile']['engine_ms_per_step']:.2f} ms in the NumPy autodiff engine on the same batches; "
+            "most of it "
+            + ", ".join(f"{r['op']} {r['share_pct']:.0f}%" for r in m["profile"]["torch_top"])
+            + " (torch) and "
+            + ", ".join(f"{r['op']} {r['share_pct']:.0f}%" for r in m["profile"]["engine_top"])
+            + " (engine). The Chrome traces are in profile/ (open them in ui.perfetto.dev).",
+        ),
+        ("img", figures["profile"], "Share of a training step per operator, torch and the engine"),
         ("h2", "The data"),
         (
             "img",

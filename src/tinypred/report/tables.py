@@ -12,7 +12,8 @@ from tinypred.report.document import ABLATION_COLUMNS
 def _table(title: str | None, columns: tuple[str, ...], left: tuple[str, ...]) -> Table:
     table = Table(title=Text(title) if title else None)  # Text: a path with brackets is not markup
     for col in columns:
-        table.add_column(col, justify="left" if col in left else "right", no_wrap=True)
+        # fold: on a narrow terminal a cell wraps onto a second line, never ends in an ellipsis
+        table.add_column(col, justify="left" if col in left else "right", overflow="fold")
     return table
 
 

@@ -41,6 +41,9 @@ class TrainConfig(BaseModel):
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     bf16: bool = Field(False, description="bfloat16 autocast for the forward pass")
     log_every: int = Field(25, ge=1, description="steps between gradient-norm records")
+    histogram_every: int = Field(
+        250, ge=0, description="steps between TensorBoard weight/gradient histograms; 0 = none"
+    )
     checkpoint_every: str = Field(
         "5min",
         description="checkpoint mid-epoch too: every N steps ('500') or minutes ('5min'); '0': per epoch",

@@ -31,7 +31,7 @@ from tinypred.evaluation.tables import evaluate_scenes
 from tinypred.fileio import write_json
 from tinypred.predictors.losses import loss
 from tinypred.predictors.model import ModelOutput, TrajectoryMLP
-from tinypred.predictors.model_file import MODEL_FILE, save_model
+from tinypred.predictors.model_file import MODEL_FILE, encoding_of, save_model
 from tinypred.predictors.prediction import EVAL_BATCH, model_prediction
 from tinypred.training.checkpoint import CHECKPOINT_FILE, TrainState, load_checkpoint, save_checkpoint
 from tinypred.training.config import TrainConfig, resolve_device
@@ -116,6 +116,8 @@ def _train(
         save_checkpoint(out_dir / CHECKPOINT_FILE, model, opt, sched, gen, state, epoch_perm)
 
     log = RunLog(out_dir, purge_step=state.step if resume else None)  # a restart purges a dead attempt
+    if state.step == 0:
+        log.baselines(baselines)
     bar = _progress(progress, total_steps, state.step)
     try:
         for epoch in range(state.epoch, cfg.epochs):
@@ -130,7 +132,9 @@ def _train(
             if row["val_minFDE@6"] < state.best:
                 state.best, state.best_epoch, state.bad_epochs = row["val_minFDE@6"], epoch, 0
                 info = {"epoch": epoch + 1, "step": state.step, "val": row}
-                save_model(out_dir / MODEL_FILE, model, ds.normalizer, _as_json(cfg), info, ds.dt)
+                save_model(
+                    out_dir / MODEL_FILE, model, ds.normalizer, _as_json(cfg), info, ds.dt, encoding_of(ds)
+                )
             else:
                 state.bad_epochs += 1
             state.epoch = epoch + 1
@@ -140,6 +144,7 @@ def _train(
                 on_epoch(row)
             if cfg.patience and state.bad_epochs >= cfg.patience:
                 break
+        log.hparams(_hparams(cfg), state.history[state.best_epoch])
     finally:
         log.close()
         if bar is not None:
@@ -234,9 +239,11 @@ def train_epoch(
         # anything went non-finite, in the loss or in any gradient.
         if not math.isfinite(norm.item()):
             raise _diverged(model, total, state, epoch, log.out_dir / MODEL_FILE)
+        if record:  # the lr this step used: before the schedule moves on
+            log.gradients(state, linear, before, total.item(), sched.get_last_lr()[0])
         sched.step()
-        if record:
-            log.gradients(state, linear, before, total.item())
+        if cfg.histogram_every and state.step % cfg.histogram_every == 0:
+            log.histograms(state.step, linear)
         loss_sum += total.detach()
         state.step += 1
         if bar is not None:
@@ -331,6 +338,16 @@ def init_report(model: TrajectoryMLP, split: Split, cfg: TrainConfig) -> dict[st
     if "ce" in parts:
         report["expected_ce"] = math.log(cfg.model.modes)
     return report
+
+
+def _hparams(cfg: TrainConfig) -> dict[str, Any]:
+    """The config's knobs as flat TensorBoard hparams (numbers, strings and bools only)."""
+    flat: dict[str, Any] = {}
+    for key, value in cfg.model_dump().items():
+        for sub, v in value.items() if isinstance(value, dict) else [(None, value)]:
+            if isinstance(v, int | float | str | bool):
+                flat[f"{key}.{sub}" if sub else key] = v
+    return flat
 
 
 def _progress(enabled: bool, total: int, done: int) -> Any:

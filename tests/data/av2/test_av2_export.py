@@ -367,7 +367,7 @@ def test_a_split_without_futures_ends_with_the_history_and_the_targets_are_check
     for category, found in (([3, 3, 3], 2), ([2, 2, 3], 0)):
         with pytest.raises(TinypredError) as e:
             export_av2(replace(enc, category=np.array(category, np.int8)), tmp_path / "bad")
-        assert e.value.arg == "data" and f"'s0' has {found} focal samples" in str(e.value)
+        assert e.value.arg == "dataset" and f"'s0' has {found} focal samples" in str(e.value)
         assert not (tmp_path / "bad").exists()
     with pytest.raises(TinypredError, match="scenario 's0' has track 'A' as the target of two samples"):
         export_av2(replace(enc, track_id=np.array(["A", "A", "A"])), tmp_path / "bad")

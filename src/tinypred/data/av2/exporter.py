@@ -109,21 +109,21 @@ def _scenarios(enc: EncodedScenes) -> list[tuple[str, np.ndarray]]:
     ids = unique.tolist()
     for sid in ids:
         if sid in ("", ".", "..") or "/" in sid or "\\" in sid:
-            raise TinypredError(f"scenario id {sid!r} cannot name a folder", arg="data")
+            raise TinypredError(f"scenario id {sid!r} cannot name a folder", arg="dataset")
     focal = np.bincount(inverse, weights=enc.category == FOCAL_TRACK, minlength=len(ids))
     bad = np.flatnonzero(focal != 1)
     if len(bad):
         raise TinypredError(
             f"scenario {ids[bad[0]]!r} has {int(focal[bad[0]])} focal samples (category "
             f"{FOCAL_TRACK}); AV2 needs exactly one",
-            arg="data",
+            arg="dataset",
         )
     if not ids:
         return []
     pairs, counts = np.unique(np.stack([enc.scenario_id, enc.track_id], 1), axis=0, return_counts=True)
     if np.any(counts > 1):  # one track, two samples: its rows would be written twice
         sid, tid = pairs[np.argmax(counts > 1)].tolist()
-        raise TinypredError(f"scenario {sid!r} has track {tid!r} as the target of two samples", arg="data")
+        raise TinypredError(f"scenario {sid!r} has track {tid!r} as the target of two samples", arg="dataset")
     bounds = np.cumsum(np.bincount(inverse))[:-1]
     return list(zip(ids, np.split(np.argsort(inverse, kind="stable"), bounds), strict=True))
 
