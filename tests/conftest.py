@@ -8,11 +8,18 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from tinypred.data import dataset
 from tinypred.data.scene_config import SceneConfig
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    # Each of the workers shares the cores with the others: one torch thread apiece (and in every CLI
+    # subprocess, through OMP_NUM_THREADS), not each as many as there are cores, which oversubscribes
+    # them and slows small-op work several times over.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,8 @@ from tinypred.cli import (  # noqa: F401
     profile_command,
     ship_commands,
 )
-from tinypred.cli.app import app, main
+from tinypred.cli.app import app, main, whole_short_helps
+
+whole_short_helps(app)
 
 __all__ = ["app", "main"]

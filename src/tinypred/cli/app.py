@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from typing import Annotated, Literal
 
@@ -26,8 +27,21 @@ data_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
     help="Datasets: generate, inspect, import from and export to Argoverse 2.",
+    short_help="Datasets: generate, inspect, import from and export to Argoverse 2",
 )
 app.add_typer(data_app, name="data")
+
+
+def whole_short_helps(typer_app: typer.Typer) -> None:
+    """Give every command its docstring's first sentence as the line `--help` lists it with: click would
+    cut the docstring at 45 characters and end it with an ellipsis."""
+    for command in typer_app.registered_commands:
+        if command.short_help is None and command.callback is not None and command.callback.__doc__:
+            first = re.split(r"\.\s", command.callback.__doc__.strip().split("\n\n")[0])[0]
+            command.short_help = " ".join(first.split()).removesuffix(".")
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            whole_short_helps(group.typer_instance)
 
 
 def _version(value: bool) -> None:
@@ -49,7 +63,9 @@ def _options(
     threads: Annotated[
         int | None,
         typer.Option(
-            "--threads", min=1, help="CPU threads for torch [default: the CPUs this process may use]"
+            "--threads",
+            min=1,
+            help="CPU threads for torch [default: $OMP_NUM_THREADS, else the CPUs this process may use]",
         ),
     ] = None,
 ) -> None:
@@ -63,9 +79,15 @@ def _options(
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
-    # torch defaults to every core of the machine, not the CPUs this process may run on (taskset, a
-    # container, a job scheduler); two processes on 2 cores then fight over 4 threads.
-    torch.set_num_threads(threads or len(os.sched_getaffinity(0)))
+    torch.set_num_threads(threads or default_threads())
+
+
+def default_threads() -> int:
+    """$OMP_NUM_THREADS when set (torchrun sets it to 1 per process), else the CPUs this process may use:
+    torch's own default counts every core of the machine, not those a taskset, container or job
+    scheduler allows, and two processes on 2 cores then fight over 4 threads."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else len(os.sched_getaffinity(0))
 
 
 # markup=False: paths and messages are printed as they are ("a[/b]" is a file name, not a closing tag).
@@ -90,7 +112,8 @@ def announce(device: str) -> None:
     """The first line of a long command: where it runs, on how many threads."""
     from tinypred.training.config import resolve_device
 
-    console.print(f"device {resolve_device(device)}, {torch_threads()} CPU threads")
+    n = torch_threads()
+    console.print(f"device {resolve_device(device)}, {n} CPU thread{'' if n == 1 else 's'}")
 
 
 def torch_threads() -> int:
@@ -135,6 +158,7 @@ ARG_FLAGS = {
     "run": "RUN",
     "data": "--data",
     "dataset": "DATASET",
+    "batch_size": "--batch-size",
 }
 
 
@@ -149,6 +173,10 @@ def main() -> None:
     try:
         app()
     except TinypredError as e:
+        # Under torchrun every rank meets the same user error (the same data and flags; a training stop is
+        # agreed among them): rank 0 reports it, once. Other failures are a rank's own: each says its own.
+        if int(os.environ.get("RANK", "0") or 0) > 0:
+            sys.exit(1)
         fail(user_message(e))
     except OSError as e:  # a path the system refused: read-only, a directory, not a directory, full disk
         where = f"{e.filename}: " if e.filename else ""

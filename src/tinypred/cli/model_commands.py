@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -14,6 +14,9 @@ from tinypred.data import dataset
 from tinypred.errors import TinypredError
 from tinypred.report import tables
 from tinypred.training.config import TrainConfig, resolve_device
+
+if TYPE_CHECKING:
+    from tinypred.training.distributed import Group
 
 _T = TrainConfig()  # the defaults --help shows
 # Each train flag and the TrainConfig key it sets; only flags typed on the command line override.
@@ -79,12 +82,21 @@ def train(
             "--print-config", help="print the resolved config (JSON, for --config) and stop", metavar=""
         ),
     ] = False,
+    mmap: Annotated[
+        bool | None,
+        typer.Option(
+            "--mmap/--no-mmap",
+            help="memory-map the dataset's shards instead of reading them into memory [default: when the "
+            "dataset is over a quarter of this machine's memory per process]",
+            metavar="",
+        ),
+    ] = None,
 ) -> None:
-    """Train the K-mode MLP predictor; logs, TensorBoard events and checkpoints go to --out."""
+    """Train the K-mode MLP predictor; logs, TensorBoard events and checkpoints go to --out.
+    Under torchrun (`torchrun --nproc_per_node N -m tinypred train ...`) with DistributedDataParallel:
+    --batch-size is the global batch, divided among the processes; rank 0 writes and prints."""
     from tinypred.config import parse_assignments
-    from tinypred.evaluation.tables import evaluate_scenes
-    from tinypred.predictors.baselines import fit_all
-    from tinypred.training import train as run_training
+    from tinypred.training import distributed
     from tinypred.training.run_dir import read_identity
 
     given = {name: key for name, (_, key) in TRAIN_FLAGS.items() if typed(ctx, name)}
@@ -105,13 +117,54 @@ def train(
         flag = next((TRAIN_FLAGS[name][0] for name, key in given.items() if key == e.arg), None)
         raise TinypredError(e.message, arg=flag or f"--set {e.arg}") from None
     if print_config:
-        console.print(cfg.model_dump_json(indent=2))
+        if distributed.env_rank() == 0:
+            console.print(cfg.model_dump_json(indent=2))
         return
-    ds = dataset.load(data)
-    announce(cfg.device)
-    refs = {
-        n: evaluate_scenes(b.predict(ds.val), ds.val) for n, b in fit_all(ds.train, ("cv", "cv_fan")).items()
-    }
+    with distributed.from_env(cfg.device) as group:
+        ds = dataset.load(data, mmap=_should_map(data, group.world) if mmap is None else mmap)
+        _train(ds, cfg, out, resume, group)
+
+
+BASELINE_FIT_ROWS = 100_000  # of a memory-mapped training split: the reference baselines' fit
+
+
+def _should_map(data: Path, processes: int) -> bool:
+    """Whether to memory-map a dataset for training: when its arrays, held by every process on this
+    machine, would take over a quarter of its memory."""
+    import os
+
+    from tinypred.training.distributed import local_world
+
+    size = sum(f.stat().st_size for f in data.rglob("*.npy")) if data.is_dir() else 0
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return size * min(processes, local_world()) > memory / 4
+
+
+def _train(ds: dataset.Dataset, cfg: TrainConfig, out: Path, resume: bool, group: Group) -> None:
+    """`train` once the dataset is open: the baselines for reference, the run, the lines to print (rank 0)."""
+    import torch.distributed as dist
+
+    from tinypred.data.shards import ShardedScenes
+    from tinypred.evaluation.tables import evaluate_scenes
+    from tinypred.predictors.baselines import fit_all
+    from tinypred.training import distributed
+    from tinypred.training import train as run_training
+
+    refs, error = {}, None
+    if group.main:
+        announce(cfg.device)
+        if group.active:
+            console.print(f"{group.world} processes ({dist.get_backend()}); rank 0 writes and prints")
+        try:
+            train_rows, val = ds.train, ds.val
+            if isinstance(ds.train, ShardedScenes):  # fitted on a part: a mapped split is never read whole
+                train_rows = ds.train.subset(slice(0, BASELINE_FIT_ROWS), check=True)
+                val = ds.val.subset(slice(None), check=True)
+            fitted = fit_all(train_rows, ("cv", "cv_fan"))
+            refs = {name: evaluate_scenes(b.predict(val), val) for name, b in fitted.items()}
+        except TinypredError as e:  # the other ranks wait for this: they stop with it
+            error = e
+    distributed.raise_first(group, error)
     start, first = time.perf_counter(), []
 
     def epoch_line(r: dict) -> None:
@@ -128,6 +181,8 @@ def train(
     result = run_training(
         ds, cfg, out, resume=resume, progress=console.is_terminal, baselines=refs, on_epoch=epoch_line
     )
+    if not group.main:
+        return
     if result.started != "new":
         console.print(f"{out}: {result.started}")
     for w in result.warnings:

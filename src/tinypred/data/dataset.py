@@ -7,6 +7,11 @@ slots), the scene config and seed of a synthetic dataset or the options of an im
 shards of every split, whether each split knows its futures, the vocabularies (families, intents,
 lane types, object types), and the feature normalisation fitted on the training split. `load`
 validates every shard before it returns; every split carries the dataset's ``dt``.
+
+`load(path, mmap=True)` memory-maps the shards instead (each split a `shards.ShardedScenes`, read by
+rows): it checks what the headers say (schema, dtypes, shapes, counts) at once and leaves the values
+to whoever reads the rows (the training loader checks each batch) or to `verify`, which checks every
+shard whole with memory bounded by one shard.
 """
 
 from __future__ import annotations
@@ -31,8 +36,9 @@ from tinypred.data.scene_config import (
     SceneConfig,
 )
 from tinypred.data.scenes import generate
-from tinypred.data.store import DatasetWriter, read_meta, read_shards, shard_sizes
-from tinypred.data.validate import check_arrays, check_values, expected_arrays
+from tinypred.data.shards import ShardedScenes, empty
+from tinypred.data.store import SHARD_SIZE, DatasetWriter, read_meta, read_shards, shard_dir, shard_sizes
+from tinypred.data.validate import check_arrays, check_finite, check_schema, check_values, expected_arrays
 from tinypred.errors import TinypredError
 
 SCHEMA_VERSION = 3
@@ -45,11 +51,12 @@ class Dataset:
     """Three splits, where they come from and the normaliser fitted on the training split.
 
     config and seed describe a synthetic dataset (None for an import); `options` the import's (or {}).
+    The splits are `EncodedScenes` in memory, or `ShardedScenes` for a dataset loaded with mmap=True.
     """
 
-    train: EncodedScenes
-    val: EncodedScenes
-    test: EncodedScenes
+    train: EncodedScenes | ShardedScenes
+    val: EncodedScenes | ShardedScenes
+    test: EncodedScenes | ShardedScenes
     normalizer: Normalizer
     source: str = "synthetic"
     config: SceneConfig | None = None
@@ -67,15 +74,17 @@ class Dataset:
         """H, T, L, P, M and A of every split."""
         return shapes_of(self.train)
 
-    def split(self, name: str) -> EncodedScenes:
+    def split(self, name: str) -> EncodedScenes | ShardedScenes:
         """The split called `name` (train, val or test)."""
         if name not in SPLITS:
             raise TinypredError(f"expected one of {', '.join(SPLITS)}, got {name!r}", arg="split")
         return getattr(self, name)
 
 
-def shapes_of(enc: EncodedScenes) -> dict[str, int]:
+def shapes_of(enc: EncodedScenes | ShardedScenes) -> dict[str, int]:
     """The dimensions of a set of samples: H, T, L, P, M and A (see `SceneArrays`)."""
+    if isinstance(enc, ShardedScenes):
+        return dict(enc.shapes)
     _, h, _ = enc.history.shape
     _, lanes, p, _ = enc.lanes.shape
     return {
@@ -179,22 +188,31 @@ def fingerprint(ds: Dataset) -> str:
     digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
     for name in SPLITS:
         enc = ds.split(name)
-        step = max(1, len(enc) // 256)
-        for array in (enc.scenario_id[::step], enc.track_id[::step], enc.history[::step]):
+        some = enc.subset(slice(None, None, max(1, len(enc) // 256)))  # a few rows of a mapped split
+        for array in (some.scenario_id, some.track_id, some.history):
             digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()[:16]
 
 
-def save(ds: Dataset, out: str | Path) -> Path:
-    """Write the dataset to directory `out` as a whole (replacing a dataset there); returns the path."""
-    with DatasetWriter(out) as writer:
+def save(ds: Dataset, out: str | Path, shard_size: int = SHARD_SIZE) -> Path:
+    """Write the dataset to directory `out` as a whole (replacing a dataset there), in shards of up to
+    `shard_size` samples; returns the path."""
+    if shard_size < 1:
+        raise TinypredError(f"expected a number of samples >= 1, got {shard_size}", arg="shard_size")
+    with DatasetWriter(out, shard_size=shard_size) as writer:
         for name in SPLITS:
-            writer.append(name, ds.split(name))
+            split = ds.split(name)
+            for part in split.shards if isinstance(split, ShardedScenes) else (split,):
+                writer.append(name, part.subset(slice(None)))
         return writer.finish(meta_of(ds), SPLITS)
 
 
-def load(path: str | Path) -> Dataset:
-    """Read and validate a dataset directory. Raises TinypredError naming the file and field."""
+def load(path: str | Path, mmap: bool = False) -> Dataset:
+    """Read and validate a dataset directory. Raises TinypredError naming the file and field.
+
+    mmap=False (the default) reads every split into memory, checking every value. mmap=True maps the
+    shards instead (splits are `ShardedScenes`; almost no RAM however large): schema, dtypes, shapes and
+    counts are checked now, the values when rows are read (or by `verify`)."""
     path = Path(path)
     meta = read_meta(path)
     meta_path = path / "meta.json"
@@ -235,7 +253,7 @@ def load(path: str | Path) -> Dataset:
     options = meta.get("options") or {}
     if not isinstance(options, dict):
         raise TinypredError(f"{meta_path}: field 'options' must be an object")
-    splits = [_load_split(path, name, meta, shapes, dt) for name in SPLITS]
+    splits = [_load_split(path, name, meta, shapes, dt, mmap) for name in SPLITS]
     for name, enc in zip(SPLITS, splits, strict=True):
         said = (meta.get("has_future") or {}).get(name)
         if said is not enc.has_future:
@@ -269,29 +287,42 @@ def _dt_and_shapes(meta: dict, meta_path: Path, config: SceneConfig | None) -> t
     return float(dt), {k: shapes[k] for k in keys}
 
 
-def _load_split(path: Path, name: str, meta: dict, shapes: dict[str, int], dt: float) -> EncodedScenes:
+def _load_split(
+    path: Path, name: str, meta: dict, shapes: dict[str, int], dt: float, mmap: bool
+) -> EncodedScenes | ShardedScenes:
     meta_path = path / "meta.json"
     sizes = shard_sizes(meta, name, meta_path)
     names = EncodedScenes.array_names()
     parts = []
-    for i, arrays in enumerate(read_shards(path, name, sizes, names)):
-        where = path / name / f"{i:05d}"
-        check_arrays(where, arrays, shapes)
+    for i, arrays in enumerate(read_shards(path, name, sizes, names, mmap=mmap)):
+        where = shard_dir(path, name, i)
+        check_schema(where, arrays, shapes)
         enc = EncodedScenes(**arrays, dt=dt)
-        check_values(where, enc)
+        if not mmap:
+            check_finite(where, arrays)
+            check_values(where, enc)
         parts.append(enc)
+    if mmap:
+        return ShardedScenes(parts, [shard_dir(path, name, i) for i in range(len(parts))], shapes, dt)
     if not parts:
         return empty(shapes, dt)
     return EncodedScenes.concatenate(parts)
 
 
-def empty(shapes: dict[str, int], dt: float) -> EncodedScenes:
-    """A split of no samples, with the dataset's shapes."""
-    arrays = {
-        name: np.zeros((0, *shape), "U1" if dtype == "str" else dtype)
-        for name, (shape, dtype) in expected_arrays(shapes).items()
-    }
-    return EncodedScenes(**arrays, dt=dt)
+def verify(path: str | Path) -> dict[str, Any]:
+    """Check every value of every shard of a dataset directory (what `load` without mmap checks), one
+    shard in memory at a time; the first bad one is a TinypredError naming it. Returns the counts."""
+    ds = load(path, mmap=True)  # meta.json, the headers and the normaliser
+    counts = {"samples": 0, "shards": 0}
+    for name in SPLITS:
+        split = ds.split(name)
+        for where, shard in zip(split.where, split.shards, strict=True):
+            arrays = shard.arrays()
+            check_arrays(where, arrays, shapes_of(split))
+            check_values(where, shard)
+            counts["samples"] += len(shard)
+            counts["shards"] += 1
+    return counts
 
 
 def summary(ds: Dataset) -> list[dict]:

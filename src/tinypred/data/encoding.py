@@ -23,6 +23,7 @@ deviation fitted on the training split only.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -160,19 +161,25 @@ def feature_layout(history_steps: int, max_lanes: int, lane_points: int) -> dict
     return {name: slice(int(a), int(b)) for name, a, b in zip(sizes, bounds[:-1], bounds[1:], strict=True)}
 
 
-def features(enc: EncodedScenes) -> np.ndarray:
-    """The flat (N, D) float32 model input; the layout is in the module docstring."""
-    n = len(enc)
+# The arrays `features` reads: all a batch of model inputs needs from a dataset.
+FEATURE_ARRAYS = ("history", "history_mask", "lanes", "lane_mask", "lane_type", "lane_is_intersection")
+
+
+def features(enc: EncodedScenes | Mapping[str, np.ndarray]) -> np.ndarray:
+    """The flat (N, D) float32 model input; the layout is in the module docstring. `enc` may also be a
+    mapping holding just the FEATURE_ARRAYS (rows a loader gathered)."""
+    a = enc if isinstance(enc, Mapping) else {name: getattr(enc, name) for name in FEATURE_ARRAYS}
+    n = len(a["history"])
     # One-hot of the element type, "lane" (type 0) being all zeros; absent elements are all zeros too.
-    kinds = (enc.lane_type[..., None] == np.arange(1, len(LANE_TYPES))) & enc.lane_mask[..., None]
+    kinds = (a["lane_type"][..., None] == np.arange(1, len(LANE_TYPES))) & a["lane_mask"][..., None]
     return np.concatenate(
         [
-            enc.history.reshape(n, -1),
-            enc.history_mask,
-            enc.lanes.reshape(n, -1),
-            enc.lane_mask,
+            a["history"].reshape(n, -1),
+            a["history_mask"],
+            a["lanes"].reshape(n, -1),
+            a["lane_mask"],
             kinds.reshape(n, -1),
-            enc.lane_is_intersection & enc.lane_mask,
+            a["lane_is_intersection"] & a["lane_mask"],
         ],
         -1,
         dtype=np.float32,

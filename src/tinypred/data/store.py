@@ -83,7 +83,7 @@ class DatasetWriter:
             buffer[:] = [rest] if len(rest) else []
 
     def _write_shard(self, split: str, enc: EncodedScenes) -> None:
-        shard = self.tmp / split / f"{len(self._shards[split]):05d}"
+        shard = shard_dir(self.tmp, split, len(self._shards[split]))
         shard.mkdir(parents=True)
         for name, array in enc.arrays().items():
             np.save(shard / f"{name}.npy", array, allow_pickle=False)
@@ -105,6 +105,11 @@ class DatasetWriter:
         write_json(self.tmp / "meta.json", meta)
         self._finished = True
         return self.out
+
+
+def shard_dir(path: Path, split: str, index: int) -> Path:
+    """The directory of a split's shard `index` (from 0)."""
+    return path / split / f"{index:05d}"
 
 
 def is_dataset_dir(path: Path) -> bool:
@@ -140,16 +145,18 @@ def shard_sizes(meta: dict[str, Any], split: str, meta_path: Path) -> list[int]:
 
 
 def read_shards(
-    path: Path, split: str, sizes: list[int], names: tuple[str, ...]
+    path: Path, split: str, sizes: list[int], names: tuple[str, ...], mmap: bool = False
 ) -> Iterator[dict[str, np.ndarray]]:
-    """Each shard of a split as {array name: array}; a missing or damaged file is a user error."""
+    """Each shard of a split as {array name: array}, read into memory or (`mmap`) memory-mapped read-only:
+    then only the headers are read now, and the data page by page when it is used. A missing or damaged
+    file is a user error."""
     for i, size in enumerate(sizes):
-        shard = path / split / f"{i:05d}"
+        shard = shard_dir(path, split, i)
         arrays = {}
         for name in names:
             file = shard / f"{name}.npy"
             try:
-                arrays[name] = np.load(file, allow_pickle=False)
+                arrays[name] = np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
             except FileNotFoundError:
                 raise TinypredError(f"{file}: missing") from None
             except Exception as e:  # a damaged header raises ValueError, SyntaxError, TokenError...

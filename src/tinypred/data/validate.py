@@ -7,6 +7,7 @@ Every failure is one line naming the file, the array and what was expected.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,13 @@ def expected_arrays(shapes: dict[str, int]) -> dict[str, tuple[tuple[int, ...], 
 
 def check_arrays(where: Path, arrays: dict[str, np.ndarray], shapes: dict[str, int]) -> None:
     """Dtype, shape, finiteness and magnitude of every array of one shard (`where` names it)."""
+    check_schema(where, arrays, shapes)
+    check_finite(where, arrays)
+
+
+def check_schema(where: Path, arrays: Mapping[str, np.ndarray], shapes: dict[str, int]) -> None:
+    """Dtype and shape of every array of one shard: what its .npy headers say, so a memory-mapped shard
+    is checked without reading its data."""
     n = None
     for name, (shape, dtype) in expected_arrays(shapes).items():
         a = arrays[name]
@@ -64,6 +72,12 @@ def check_arrays(where: Path, arrays: dict[str, np.ndarray], shapes: dict[str, i
         n = len(a) if n is None else n
         if a.shape != (n, *shape):
             raise TinypredError(f"{where}: array {name!r} has shape {a.shape}, expected {(n, *shape)}")
+
+
+def check_finite(where: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Every float array given (all of a shard's, or the rows a batch gathered from it) finite and of a
+    sane magnitude."""
+    for name, a in arrays.items():
         if a.dtype.kind == "f":
             limit = MAX_WORLD if name == "pose" else MAX_AGENT_FRAME
             if not np.all(np.isfinite(a)):

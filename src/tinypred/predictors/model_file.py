@@ -258,7 +258,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
 def load_run(run: str | Path, ds: Dataset, device: str | torch.device = "cpu") -> LoadedModel:
     """A run directory's best model, checked against a dataset: the same features, horizon and dt."""
     loaded = load_model(Path(run) / MODEL_FILE, device)
-    d, horizon = ds.normalizer.mean.shape[0], ds.train.future.shape[1]
+    d, horizon = ds.normalizer.mean.shape[0], ds.shapes["T"]
     m = loaded.model
     if (m.in_features, m.horizon) != (d, horizon):
         raise TinypredError(

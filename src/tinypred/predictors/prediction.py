@@ -91,9 +91,10 @@ def predict_split(
             loaded.model, model_inputs(ds.split(split), loaded.normalizer, device)
         )
         return Prediction(modes, probs, scale)
+    fit = ds.train.subset(slice(0, SCALE_FIT_SAMPLES))
     return model_prediction(
         loaded.model,
         model_inputs(ds.split(split), loaded.normalizer, device),
-        model_inputs(ds.train.subset(slice(0, SCALE_FIT_SAMPLES)), loaded.normalizer, device),
-        ds.train.future,
+        model_inputs(fit, loaded.normalizer, device),
+        fit.future,
     )

@@ -1,9 +1,10 @@
 """Checkpoints: everything a killed run needs to continue exactly, in one atomically written file.
 
-`checkpoint.safetensors` holds the weights, the optimizer's tensors, the torch and batch-order RNG
-states, and in its metadata the optimizer's param groups, the schedule and the `TrainState` (epoch,
-step, early-stopping state and the log so far). A run resumed from it ends with exactly the weights of
-an uninterrupted run on the CPU.
+`checkpoint.safetensors` holds the weights, the optimizer's tensors, the torch RNG state (every rank's,
+under DDP: what dropout draws from), and in its metadata the optimizer's param groups, the schedule and
+the `TrainState` (epoch, step within the run and the epoch, early-stopping state and the log so far).
+The batch order needs nothing stored: it is a function of (seed, epoch) (`loader.epoch_order`). A run
+resumed from it ends with exactly the weights of an uninterrupted run on the CPU.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from tinypred.errors import TinypredError
 from tinypred.predictors.model_file import read_safetensors, write_safetensors
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 1: the batch order was a stored generator state and permutation
 CHECKPOINT_FILE = "checkpoint.safetensors"
 
 
@@ -45,21 +46,18 @@ def save_checkpoint(
     model: torch.nn.Module,
     opt: torch.optim.Optimizer,
     sched: torch.optim.lr_scheduler.LRScheduler,
-    gen: torch.Generator,
     state: TrainState,
-    perm: torch.Tensor | None = None,
+    rng_states: list[torch.Tensor] | None = None,
 ) -> None:
-    """Everything to resume exactly, in one file: a kill leaves the previous checkpoint whole. Mid-epoch,
-    `perm` is the epoch's batch order (the generator has moved past it)."""
+    """Everything to resume exactly, in one file: a kill leaves the previous checkpoint whole.
+    `rng_states`: every rank's torch RNG state, rank order (default: this process's)."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     opt_state = opt.state_dict()
     for pid, st in opt_state["state"].items():
         for key, value in st.items():
             tensors[f"optim.{pid}.{key}"] = (value if torch.is_tensor(value) else torch.tensor(value)).cpu()
-    tensors["rng.torch"] = torch.get_rng_state()
-    tensors["rng.perm"] = gen.get_state()
-    if perm is not None:
-        tensors["epoch.perm"] = perm.cpu()
+    for rank, rng in enumerate(rng_states or [torch.get_rng_state()]):
+        tensors["rng.torch" if rank == 0 else f"rng.torch.{rank}"] = rng
     meta = {
         "version": str(CHECKPOINT_VERSION),
         "state": json.dumps(asdict(state)),
@@ -74,13 +72,18 @@ def load_checkpoint(
     model: torch.nn.Module,
     opt: torch.optim.Optimizer,
     sched: torch.optim.lr_scheduler.LRScheduler,
-    gen: torch.Generator,
-) -> tuple[TrainState, torch.Tensor | None]:
-    """Restore model, optimizer, schedule and RNG states in place; return the saved TrainState and, for
-    a mid-epoch checkpoint, the epoch's batch order."""
+    rank: int = 0,
+) -> TrainState:
+    """Restore model, optimizer, schedule and this rank's RNG state in place; return the saved
+    TrainState. A rank the run did not have (more processes now) keeps its own RNG state."""
     if not path.exists():
         raise TinypredError(f"{path}: no checkpoint to resume from")
     tensors, meta = read_safetensors(path, "tinypred checkpoint")
+    if meta.get("version") == "1":
+        raise TinypredError(
+            f"{path}: written by an earlier tinypred, whose batch order this one cannot continue "
+            "exactly; train the run again into a new directory"
+        )
     try:
         if meta.get("version") != str(CHECKPOINT_VERSION):
             raise ValueError(f"checkpoint version {meta.get('version')!r}")
@@ -92,9 +95,11 @@ def load_checkpoint(
                 opt_state["state"].setdefault(int(pid), {})[name] = value
         opt.load_state_dict(opt_state)
         sched.load_state_dict(json.loads(meta["scheduler"]))
-        torch.set_rng_state(tensors["rng.torch"])
-        gen.set_state(tensors["rng.perm"])
-        return TrainState(**json.loads(meta["state"])), tensors.get("epoch.perm")
+        if rank == 0:
+            torch.set_rng_state(tensors["rng.torch"])
+        elif f"rng.torch.{rank}" in tensors:
+            torch.set_rng_state(tensors[f"rng.torch.{rank}"])
+        return TrainState(**json.loads(meta["state"]))
     except (KeyError, ValueError, RuntimeError, TypeError) as e:
         raise TinypredError(
             f"{path}: does not match this run's model or is damaged ({str(e).splitlines()[0]})"

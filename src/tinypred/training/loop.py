@@ -1,7 +1,13 @@
-"""Training: a plain loop over tensors held on the device, instrumented so you can see inside it.
+"""Training: a plain loop over batches on the device, instrumented so you can see inside it.
 
-    for each epoch:  train_epoch (one `train_step` per batch)  ->  evaluate_epoch  ->  keep the best
-                     model  ->  checkpoint  ->  log
+    for each epoch:  train_epoch (one `train_step` per batch of the `loader`)  ->  evaluate_epoch  ->
+                     keep the best model  ->  checkpoint  ->  log
+
+One loop, whatever the data and however many processes: the batches come from a `loader.BatchLoader`
+(resident on the device, or streamed from memory-mapped shards), and under a process group of several
+processes (torchrun; see `distributed`) the model is wrapped in DistributedDataParallel. Then
+`batch_size` is the global batch, divided among the ranks; rank 0 holds the run directory's lock,
+validates (on the whole validation split, alone: the others wait) and writes every file.
 
 A run directory holds:
     config.json        the full TrainConfig and the data it was trained on
@@ -15,6 +21,7 @@ A run directory holds:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -25,18 +32,23 @@ from typing import Any
 
 import torch
 
+import tinypred.training.distributed as distributed
 from tinypred.data.dataset import Dataset
+from tinypred.data.encoding import EncodedScenes
+from tinypred.data.shards import ShardedScenes
 from tinypred.errors import TinypredError
 from tinypred.evaluation.tables import evaluate_scenes
 from tinypred.fileio import write_json
 from tinypred.predictors.losses import loss
 from tinypred.predictors.model import ModelOutput, TrajectoryMLP
 from tinypred.predictors.model_file import MODEL_FILE, encoding_of, save_model
-from tinypred.predictors.prediction import EVAL_BATCH, model_prediction
+from tinypred.predictors.prediction import EVAL_BATCH, SCALE_FIT_SAMPLES, model_prediction
 from tinypred.training.checkpoint import CHECKPOINT_FILE, TrainState, load_checkpoint, save_checkpoint
 from tinypred.training.config import TrainConfig, resolve_device
+from tinypred.training.distributed import Group
+from tinypred.training.loader import BatchLoader
 from tinypred.training.log import RunLog
-from tinypred.training.run_dir import CONFIG_FILE, check_same_run, identity, locked, read_identity
+from tinypred.training.run_dir import CONFIG_FILE, how_to_start, identity, locked, read_init
 from tinypred.training.step import Split, bad_parameters, build_model, lr_lambda, make_optimizer, train_step
 
 
@@ -69,6 +81,9 @@ def train(
     from scratch and says so in `RunResult.started`. `baselines` maps names to their validation tables
     (`evaluate_scenes`), logged beside the model's; a final model worse than "cv" gets a warning.
     `on_epoch` receives each epoch's log row.
+
+    Under a process group of several processes every rank calls this alike; rank 0 returns the result,
+    the others a RunResult without the log (empty history and best_val).
     """
     out_dir = Path(out_dir)
     if len(ds.train) == 0 or len(ds.val) == 0:
@@ -76,8 +91,21 @@ def train(
     if not (ds.train.has_future and ds.val.has_future):
         raise TinypredError(f"{ds.path}: training needs train and val splits whose futures are known")
     device = resolve_device(cfg.device)
-    with locked(out_dir):
-        return _train(ds, cfg, out_dir, device, resume, progress, baselines or {}, on_epoch)
+    group = distributed.current()
+    if cfg.batch_size < group.world:
+        raise TinypredError(
+            f"a global batch of {cfg.batch_size} cannot be divided among {group.world} processes",
+            arg="batch_size",
+        )
+    with contextlib.ExitStack() as stack:
+        error = None
+        if group.main:  # one lock per run, held by rank 0
+            try:
+                stack.enter_context(locked(out_dir))
+            except TinypredError as e:
+                error = e
+        distributed.raise_first(group, error)
+        return _train(ds, cfg, out_dir, device, resume, progress, baselines or {}, on_epoch, group)
 
 
 def _train(
@@ -89,66 +117,99 @@ def _train(
     progress: bool,
     baselines: dict[str, dict],
     on_epoch: Callable[[dict], None] | None,
+    group: Group,
 ) -> RunResult:
     run = identity(ds, cfg)
-    started = _how_to_start(out_dir, run, resume)
-    gen = torch.Generator().manual_seed(cfg.seed)  # the order of the batches; build_model seeds the rest
-    train_split = Split.of(ds.train, ds.normalizer, device)
-    val_split = Split.of(ds.val, ds.normalizer, device)
+    started, error = "new", None
+    if group.main:
+        try:
+            started = how_to_start(out_dir, run, resume)
+        except TinypredError as e:
+            error = e
+    distributed.raise_first(group, error)
+    resumed = distributed.broadcast_flag(group, started == "resumed")
+    loader = BatchLoader(
+        ds.train, ds.normalizer, cfg.batch_size, cfg.seed, device, rank=group.rank, world=group.world
+    )
     model = build_model(ds, cfg).to(device)
+    if group.rank > 0:  # each rank its own dropout masks; rank 0 draws as a single process does
+        torch.manual_seed(cfg.seed + group.rank)
     opt = make_optimizer(model, cfg)
-    steps_per_epoch = math.ceil(len(ds.train) / cfg.batch_size)
-    total_steps = cfg.epochs * steps_per_epoch
+    total_steps = cfg.epochs * len(loader)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(total_steps, cfg.warmup_frac, cfg.schedule))
+    fit_split = val_split = None
+    init: dict[str, float] = {}
+    try:
+        if group.main:  # validation, alone: the first training samples fit the NLL scales
+            fit_split = Split.of(_rows(ds.train, SCALE_FIT_SAMPLES), ds.normalizer, device)
+            val_split = Split.of(_rows(ds.val, len(ds.val)), ds.normalizer, device)
+        if resumed:
+            state = load_checkpoint(out_dir / CHECKPOINT_FILE, model, opt, sched, group.rank)
+            init = read_init(out_dir / "init.json") if group.main else {}
+            started = f"resumed at step {state.step}"
+        else:
+            state = TrainState()
+            if group.main:
+                write_json(out_dir / CONFIG_FILE, run)
+                init = init_report(model, fit_split, cfg)
+                write_json(out_dir / "init.json", init)
+    except TinypredError as e:
+        error = e
+    distributed.raise_first(group, error)
+    net, model_on_cuda = model, device.type == "cuda"
+    if group.active:
+        from torch.nn.parallel import DistributedDataParallel
 
-    perm = None
-    if started.startswith("resumed"):
-        state, perm = load_checkpoint(out_dir / CHECKPOINT_FILE, model, opt, sched, gen)
-        init = _read_init(out_dir / "init.json")
-        started = f"resumed at step {state.step}"
-    else:
-        state = TrainState()
-        write_json(out_dir / CONFIG_FILE, run)
-        init = init_report(model, train_split, cfg)
-        write_json(out_dir / "init.json", init)
+        net = DistributedDataParallel(
+            model, device_ids=[torch.cuda.current_device()] if model_on_cuda else None
+        )
 
-    def checkpoint(epoch_perm: torch.Tensor | None = None) -> None:
-        save_checkpoint(out_dir / CHECKPOINT_FILE, model, opt, sched, gen, state, epoch_perm)
+    def checkpoint() -> None:
+        rng_states = distributed.gather_rng_states(group)
+        if group.main:
+            save_checkpoint(out_dir / CHECKPOINT_FILE, model, opt, sched, state, rng_states)
 
-    log = RunLog(out_dir, purge_step=state.step if resume else None)  # a restart purges a dead attempt
-    if state.step == 0:
-        log.baselines(baselines)
-    bar = _progress(progress, total_steps, state.step)
+    log = None
+    if group.main:
+        log = RunLog(out_dir, purge_step=state.step if resume else None)  # a restart purges a dead attempt
+        if state.step == 0:
+            log.baselines(baselines)
+    bar = _progress(progress and group.main, total_steps, state.step)
     try:
         for epoch in range(state.epoch, cfg.epochs):
-            train_loss = train_epoch(
-                model, opt, sched, train_split, cfg, gen, state, log, bar, epoch, perm, checkpoint
-            )
-            perm = None
-            lr = sched.get_last_lr()[0]
-            row = evaluate_epoch(model, cfg, train_split, val_split, state, epoch, train_loss, lr, baselines)
-            state.history.append(row)
-            log.epoch(row, state.step)
-            if row["val_minFDE@6"] < state.best:
-                state.best, state.best_epoch, state.bad_epochs = row["val_minFDE@6"], epoch, 0
-                info = {"epoch": epoch + 1, "step": state.step, "val": row}
-                save_model(
-                    out_dir / MODEL_FILE, model, ds.normalizer, _as_json(cfg), info, ds.dt, encoding_of(ds)
-                )
-            else:
-                state.bad_epochs += 1
+            train_loss = train_epoch(net, opt, sched, loader, cfg, state, log, bar, epoch, checkpoint, group)
+            stop = False
+            if log is not None:
+                lr = sched.get_last_lr()[0]
+                args = (fit_split, val_split, state, epoch, train_loss, lr, baselines)
+                row = evaluate_epoch(model, cfg, *args)
+                state.history.append(row)
+                log.epoch(row, state.step)
+                if row["val_minFDE@6"] < state.best:
+                    state.best, state.best_epoch, state.bad_epochs = row["val_minFDE@6"], epoch, 0
+                    info = {"epoch": epoch + 1, "step": state.step, "val": row}
+                    meta = (_as_json(cfg), info, ds.dt, encoding_of(ds))
+                    save_model(out_dir / MODEL_FILE, model, ds.normalizer, *meta)
+                else:
+                    state.bad_epochs += 1
             state.epoch = epoch + 1
             checkpoint()
-            log.write(state)
-            if on_epoch is not None:
-                on_epoch(row)
-            if cfg.patience and state.bad_epochs >= cfg.patience:
+            if log is not None:
+                log.write(state)
+                if on_epoch is not None:
+                    on_epoch(row)
+                stop = bool(cfg.patience and state.bad_epochs >= cfg.patience)
+            if distributed.broadcast_flag(group, stop):
                 break
-        log.hparams(_hparams(cfg), state.history[state.best_epoch])
+        if log is not None:
+            log.hparams(_hparams(cfg), state.history[state.best_epoch])
     finally:
-        log.close()
+        if log is not None:
+            log.close()
         if bar is not None:
             bar.stop()
+    if not group.main:
+        return RunResult(out_dir, [], state.best_epoch + 1, {}, {}, state.train_seconds, [], started)
     best = state.history[state.best_epoch]
     best_val = {k[4:]: v for k, v in best.items() if k.startswith("val_")}
     warnings = list(state.warnings)
@@ -162,107 +223,97 @@ def _train(
     )
 
 
-def _read_init(path: Path) -> dict[str, float]:
-    """The run's init.json; a damaged one is a user error naming it."""
-    try:
-        init = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise TinypredError(f"{path}: not readable JSON ({e})") from None
-    if not isinstance(init, dict) or not all(isinstance(v, float | int) for v in init.values()):
-        raise TinypredError(f"{path}: expected an object of numbers (the loss at initialisation)")
-    return init
+def _rows(split: EncodedScenes | ShardedScenes, n: int) -> EncodedScenes:
+    """The first n samples in memory; from a mapped split, with their values checked."""
+    if isinstance(split, ShardedScenes):
+        return split.subset(slice(0, n), check=True)
+    return split.subset(slice(0, n))
 
 
 def _as_json(cfg: TrainConfig) -> dict[str, Any]:
     return json.loads(cfg.model_dump_json())
 
 
-def _how_to_start(out_dir: Path, run: dict[str, Any], resume: bool) -> str:
-    """ "new", "resumed" (from the checkpoint) or why a resume starts from scratch; refuses a directory
-    holding another run, and a resume that is not this run."""
-    has_checkpoint = (out_dir / CHECKPOINT_FILE).exists()
-    if not resume:
-        if has_checkpoint:
-            raise TinypredError(
-                f"{out_dir} already holds a run; resume it or choose another directory", arg="out_dir"
-            )
-        return "new"
-    saved = read_identity(out_dir)
-    if saved is None:
-        if has_checkpoint:
-            raise TinypredError(
-                f"{out_dir / CONFIG_FILE}: missing beside a checkpoint; cannot tell what run this is"
-            )
-        return "nothing to resume in an empty directory: started from scratch"
-    check_same_run(out_dir, saved, run)
-    if not has_checkpoint:
-        return "no checkpoint yet (stopped before its first): started from scratch"
-    if not (out_dir / "init.json").is_file():
-        raise TinypredError(f"{out_dir / 'init.json'}: missing beside the checkpoint")
-    return "resumed"
-
-
 def train_epoch(
-    model: TrajectoryMLP,
+    model: torch.nn.Module,
     opt: torch.optim.Optimizer,
     sched: torch.optim.lr_scheduler.LRScheduler,
-    split: Split,
+    loader: BatchLoader,
     cfg: TrainConfig,
-    gen: torch.Generator,
     state: TrainState,
-    log: RunLog,
+    log: RunLog | None,
     bar: Any,
     epoch: int,
-    perm: torch.Tensor | None = None,
-    checkpoint: Callable[[torch.Tensor], None] | None = None,
+    checkpoint: Callable[[], None] | None = None,
+    group: Group | None = None,
 ) -> float:
-    """One pass over the shuffled training split; returns the mean training loss. `perm` continues an
-    epoch a mid-epoch checkpoint stopped in (from state.epoch_step); `checkpoint(perm)` saves one, as
-    often as cfg.checkpoint_every says."""
+    """One pass over the training split in the loader's order for `epoch`; returns the mean training
+    loss (over the global batches). It continues an epoch a mid-epoch checkpoint stopped in (from
+    state.epoch_step); `checkpoint()` saves one, as often as cfg.checkpoint_every says. `model` may be
+    wrapped in DistributedDataParallel; `log` is None on the ranks that do not write."""
+    group = group or Group()
     start = last_checkpoint = time.perf_counter()
     model.train()
-    n = len(split.x)
-    steps = math.ceil(n / cfg.batch_size)
-    if perm is None:
-        perm = torch.randperm(n, generator=gen)
-        state.epoch_step, state.epoch_loss_sum = 0, 0.0
-    perm = perm.to(split.x.device)
+    steps = len(loader)
+    if state.epoch_step == 0:
+        state.epoch_loss_sum = 0.0
+    batches = loader.epoch(epoch, state.epoch_step)
     every_kind, every = cfg.checkpoint_interval
-    linear = model.linear_layers()
-    loss_sum = torch.tensor(state.epoch_loss_sum, device=split.x.device)
+    module = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+    linear = module.linear_layers()
+    loss_sum = torch.tensor(state.epoch_loss_sum, device=loader.device)
     for i in range(state.epoch_step, steps):
-        idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-        record = state.step % cfg.log_every == 0
+        failed = None
+        try:
+            batch = next(batches)
+        except TinypredError as e:  # a damaged row: under DDP this rank still takes part in the step
+            if not group.active:
+                raise
+            failed, batch = e, loader.stand_in()
+        record = log is not None and state.step % cfg.log_every == 0
         before = [m.weight.detach().clone() for _, m in linear] if record else []
-        total, norm = train_step(model, opt, split.x[idx], split.y[idx], cfg)
-        # One sync per step: the global gradient norm (which clipping computes anyway) tells whether
-        # anything went non-finite, in the loss or in any gradient.
-        if not math.isfinite(norm.item()):
-            raise _diverged(model, total, state, epoch, log.out_dir / MODEL_FILE)
+        total, norm = train_step(model, opt, batch.x, batch.y, cfg, batch.share * group.world)
+        late = every_kind == "minutes" and time.perf_counter() - last_checkpoint >= 60 * every
+        if group.active:  # one all_reduce: the global batch's loss, and whether any rank must stop or save
+            bad = (~torch.isfinite(total)).float()
+            step_loss, bad_losses, errors, late_ranks = distributed.sum_all(
+                group, [total.detach() * batch.share, bad, failed is not None, late]
+            )
+            if errors:
+                distributed.raise_first(group, failed)
+            finite, late = bad_losses == 0 and math.isfinite(norm.item()), late_ranks > 0
+        else:
+            # One sync per step: the global gradient norm (which clipping computes anyway) tells whether
+            # anything went non-finite, in the loss or in any gradient.
+            step_loss, finite = total.detach(), math.isfinite(norm.item())
+        if not finite:
+            bad_loss = bad_losses > 0 if group.active else not torch.isfinite(total).item()
+            best = (log.out_dir if log is not None else Path()) / MODEL_FILE
+            raise _diverged(module, bad_loss, state, epoch, best)
         if record:  # the lr this step used: before the schedule moves on
-            log.gradients(state, linear, before, total.item(), sched.get_last_lr()[0])
+            log.gradients(state, linear, before, float(step_loss), sched.get_last_lr()[0])
         sched.step()
-        if cfg.histogram_every and state.step % cfg.histogram_every == 0:
+        if log is not None and cfg.histogram_every and state.step % cfg.histogram_every == 0:
             log.histograms(state.step, linear)
-        loss_sum += total.detach()
+        loss_sum += step_loss
         state.step += 1
         if bar is not None:
-            text = f"epoch {epoch + 1}/{cfg.epochs} loss {total.item():.3f}" if record else None
+            text = f"epoch {epoch + 1}/{cfg.epochs} loss {float(step_loss):.3f}" if record else None
             bar.update(bar.task_ids[0], advance=1, description=text)
-        now = time.perf_counter()
-        due = state.step % every == 0 if every_kind == "steps" else now - last_checkpoint >= 60 * every
+        due = state.step % every == 0 if every_kind == "steps" else late
         if checkpoint is not None and every and due and i + 1 < steps:
+            now = time.perf_counter()
             state.train_seconds += now - start
             start = last_checkpoint = now
             state.epoch_step, state.epoch_loss_sum = i + 1, loss_sum.item()
-            checkpoint(perm)
+            checkpoint()
     state.train_seconds += time.perf_counter() - start
     state.epoch_step, state.epoch_loss_sum = 0, 0.0
     return loss_sum.item() / steps
 
 
 def _diverged(
-    model: TrajectoryMLP, total: torch.Tensor, state: TrainState, epoch: int, best: Path
+    model: TrajectoryMLP, bad_loss: bool, state: TrainState, epoch: int, best: Path
 ) -> TinypredError:
     bad = bad_parameters(model)
     count = sum(1 for _ in model.parameters())
@@ -272,7 +323,7 @@ def _diverged(
         if state.best_epoch >= 0
         else "no model had been saved yet"
     )
-    what = "loss" if not torch.isfinite(total) else "gradient"
+    what = "loss" if bad_loss else "gradient"
     return TinypredError(
         f"training stopped at step {state.step} (epoch {epoch + 1}): non-finite {what}, {where}; {kept}; "
         "lower the learning rate or turn gradient clipping on"

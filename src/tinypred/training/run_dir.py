@@ -20,6 +20,7 @@ from typing import Any
 from tinypred.data.dataset import Dataset, fingerprint
 from tinypred.errors import TinypredError
 from tinypred.fileio import cannot_write
+from tinypred.training.checkpoint import CHECKPOINT_FILE
 from tinypred.training.config import TrainConfig
 
 LOCK_FILE = ".lock"
@@ -100,3 +101,39 @@ def _differences(a: Any, b: Any, prefix: str = "") -> dict[str, tuple[Any, Any]]
             out |= _differences(a.get(key), b.get(key), f"{prefix}{key}.")
         return out
     return {} if a == b else {prefix.rstrip("."): (a, b)}
+
+
+def how_to_start(out_dir: Path, run: dict[str, Any], resume: bool) -> str:
+    """ "new", "resumed" (from the checkpoint) or why a resume starts from scratch; refuses a directory
+    holding another run, and a resume that is not this run."""
+    has_checkpoint = (out_dir / CHECKPOINT_FILE).exists()
+    if not resume:
+        if has_checkpoint:
+            raise TinypredError(
+                f"{out_dir} already holds a run; resume it or choose another directory", arg="out_dir"
+            )
+        return "new"
+    saved = read_identity(out_dir)
+    if saved is None:
+        if has_checkpoint:
+            raise TinypredError(
+                f"{out_dir / CONFIG_FILE}: missing beside a checkpoint; cannot tell what run this is"
+            )
+        return "nothing to resume in an empty directory: started from scratch"
+    check_same_run(out_dir, saved, run)
+    if not has_checkpoint:
+        return "no checkpoint yet (stopped before its first): started from scratch"
+    if not (out_dir / "init.json").is_file():
+        raise TinypredError(f"{out_dir / 'init.json'}: missing beside the checkpoint")
+    return "resumed"
+
+
+def read_init(path: Path) -> dict[str, float]:
+    """The run's init.json; a damaged one is a user error naming it."""
+    try:
+        init = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise TinypredError(f"{path}: not readable JSON ({e})") from None
+    if not isinstance(init, dict) or not all(isinstance(v, float | int) for v in init.values()):
+        raise TinypredError(f"{path}: expected an object of numbers (the loss at initialisation)")
+    return init

@@ -16,6 +16,7 @@ import torch
 
 from tinypred.data.dataset import Dataset
 from tinypred.data.encoding import EncodedScenes, Normalizer
+from tinypred.data.shards import ShardedScenes
 from tinypred.predictors.losses import loss
 from tinypred.predictors.model import TrajectoryMLP
 from tinypred.predictors.prediction import model_inputs
@@ -43,19 +44,26 @@ def build_model(ds: Dataset, cfg: TrainConfig, **model_updates: Any) -> Trajecto
     torch.manual_seed(cfg.seed)
     model = TrajectoryMLP(
         ds.normalizer.mean.shape[0],
-        ds.train.future.shape[1],
+        ds.shapes["T"],
         cfg.model.model_copy(update=model_updates),
         scales=cfg.loss.kind == "nll",
     )
-    model.pos_scale.copy_(position_scale(ds.train.future))
+    train = ds.train
+    if isinstance(train, ShardedScenes):  # shard by shard: a mapped split is never read whole
+        square = sum(np.square(s.future, dtype=np.float64).sum(0) for s in train.shards)
+        model.pos_scale.copy_(_floored(np.sqrt(square / len(train))))
+    else:
+        model.pos_scale.copy_(position_scale(train.future))
     return model
 
 
 def position_scale(future: np.ndarray) -> torch.Tensor:
     """(T, 2) RMS of the training futures per step and coordinate (floored at 0.1 m): the head's units."""
-    return torch.from_numpy(
-        np.maximum(np.sqrt((future.astype(np.float64) ** 2).mean(0)), 0.1).astype(np.float32)
-    )
+    return _floored(np.sqrt((future.astype(np.float64) ** 2).mean(0)))
+
+
+def _floored(rms: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.maximum(rms, 0.1).astype(np.float32))
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -91,10 +99,16 @@ def train_step(
     x: torch.Tensor,
     y: torch.Tensor,
     cfg: TrainConfig,
+    weight: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimizer step on a batch x (B, D), y (B, T, 2): forward (under bf16 autocast if cfg.bf16),
     the loss in float32 (the min over modes and the log-softmax need the precision), backward, clipping
     of the global gradient norm to cfg.grad_clip (0: off), the update.
+
+    `weight` scales the loss before backward: under DistributedDataParallel, which averages the ranks'
+    gradients, a rank holding share s of the global batch passes s x world, so that the gradient is
+    the mean over the global batch however it was divided (see `loader`). The loss returned is not
+    scaled.
 
     Returns the loss and the global gradient norm before clipping, as tensors (reading them syncs the
     device). A non-finite loss or gradient is not caught here: the norm says so, and the gradients are
@@ -104,7 +118,7 @@ def train_step(
         out = model(x)
     total, _ = loss(out.float(), y, cfg.loss)
     opt.zero_grad(set_to_none=True)
-    total.backward()
+    (total if weight == 1.0 else total * weight).backward()
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf)
     opt.step()
     return total, norm

@@ -1,0 +1,39 @@
+"""The command line's global options: --version, --threads and the thread default."""
+
+from __future__ import annotations
+
+import os
+
+from conftest import run_cli
+
+import tinypred
+from tinypred.cli.app import default_threads
+
+
+def test_version():
+    proc = run_cli("--version", check=True)
+    assert proc.stdout == f"tinypred {tinypred.__version__}\n"
+
+
+def test_threads_default_to_omp_num_threads_else_the_cpus_this_process_may_use(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert default_threads() == 3
+    for unset in ("", "0", "many"):  # not a positive count: as if unset
+        monkeypatch.setenv("OMP_NUM_THREADS", unset)
+        assert default_threads() == len(os.sched_getaffinity(0))
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert default_threads() == len(os.sched_getaffinity(0))
+
+
+def test_a_long_command_says_where_it_runs_on_how_many_threads(small_dataset, tmp_path):
+    proc = run_cli("--threads", "1", "diagnose", "init", "--data", str(small_dataset), "--out", str(tmp_path))
+    assert proc.returncode == 0 and proc.stdout.startswith("device cpu, 1 CPU thread\n")
+    bad = run_cli("--threads", "0", "gradcheck")
+    assert bad.returncode == 2 and "--threads" in bad.stderr
+
+
+def test_help_lists_every_command_whole():
+    """click cuts a command's help at 45 characters with "..."; every command's first sentence shows whole."""
+    for args in (("--help",), ("data", "--help")):
+        listing = run_cli(*args, check=True).stdout.split("Commands:")[1]
+        assert "..." not in listing and "Argoverse" in listing
