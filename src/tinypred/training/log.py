@@ -28,6 +28,7 @@ import torch
 
 from tinypred.fileio import write_text
 from tinypred.training.checkpoint import TrainState
+from tinypred.training.config import TrainConfig
 
 GRAD_VANISH, GRAD_EXPLODE = 1e-7, 1e3  # per-layer gradient norms outside these get a warning
 BASELINE_METRICS = ("minADE@6", "minFDE@6", "MR@6", "minFDE@1", "MR@1", "NLL")
@@ -102,8 +103,13 @@ class RunLog:
                 self.tb.add_scalar(key.replace("_", "/", 1), value, step)
         self.tb.flush()
 
-    def hparams(self, hparams: dict[str, Any], best: dict[str, Any]) -> None:
+    def hparams(self, cfg: TrainConfig, best: dict[str, Any]) -> None:
         """The run's knobs beside the best epoch's validation metrics, for TensorBoard's HPARAMS tab."""
+        hparams: dict[str, Any] = {}  # flat: numbers, strings and bools only
+        for key, value in cfg.model_dump().items():
+            for sub, v in value.items() if isinstance(value, dict) else [(None, value)]:
+                if isinstance(v, int | float | str | bool):
+                    hparams[f"{key}.{sub}" if sub else key] = v
         metrics = {f"hparam/{k}": v for k, v in best.items() if k.startswith("val_") and isinstance(v, float)}
         # run_name ".": the hparams entry sits in the run's own folder, not a timestamped sub-run
         self.tb.add_hparams(hparams, metrics, run_name=".")
@@ -135,3 +141,15 @@ def _flat(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _csv(value: Any) -> Any:
     return f"{value:.6g}" if isinstance(value, float) else value
+
+
+def progress_bar(enabled: bool, total: int, done: int) -> Any:
+    """A rich progress bar over the training steps, started at `done` (None when not `enabled`)."""
+    if not enabled:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    bar.add_task("training", total=total, completed=done)
+    bar.start()
+    return bar

@@ -47,7 +47,7 @@ from tinypred.training.checkpoint import CHECKPOINT_FILE, TrainState, load_check
 from tinypred.training.config import TrainConfig, resolve_device
 from tinypred.training.distributed import Group
 from tinypred.training.loader import BatchLoader
-from tinypred.training.log import RunLog
+from tinypred.training.log import RunLog, progress_bar
 from tinypred.training.run_dir import CONFIG_FILE, how_to_start, identity, locked, read_init
 from tinypred.training.step import Split, bad_parameters, build_model, lr_lambda, make_optimizer, train_step
 
@@ -174,7 +174,7 @@ def _train(
         log = RunLog(out_dir, purge_step=state.step if resume else None)  # a restart purges a dead attempt
         if state.step == 0:
             log.baselines(baselines)
-    bar = _progress(progress and group.main, total_steps, state.step)
+    bar = progress_bar(progress and group.main, total_steps, state.step)
     try:
         for epoch in range(state.epoch, cfg.epochs):
             train_loss = train_epoch(net, opt, sched, loader, cfg, state, log, bar, epoch, checkpoint, group)
@@ -202,7 +202,7 @@ def _train(
             if distributed.broadcast_flag(group, stop):
                 break
         if log is not None:
-            log.hparams(_hparams(cfg), state.history[state.best_epoch])
+            log.hparams(cfg, state.history[state.best_epoch])
     finally:
         if log is not None:
             log.close()
@@ -389,24 +389,3 @@ def init_report(model: TrajectoryMLP, split: Split, cfg: TrainConfig) -> dict[st
     if "ce" in parts:
         report["expected_ce"] = math.log(cfg.model.modes)
     return report
-
-
-def _hparams(cfg: TrainConfig) -> dict[str, Any]:
-    """The config's knobs as flat TensorBoard hparams (numbers, strings and bools only)."""
-    flat: dict[str, Any] = {}
-    for key, value in cfg.model_dump().items():
-        for sub, v in value.items() if isinstance(value, dict) else [(None, value)]:
-            if isinstance(v, int | float | str | bool):
-                flat[f"{key}.{sub}" if sub else key] = v
-    return flat
-
-
-def _progress(enabled: bool, total: int, done: int) -> Any:
-    if not enabled:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    bar.add_task("training", total=total, completed=done)
-    bar.start()
-    return bar
