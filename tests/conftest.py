@@ -42,6 +42,21 @@ def tiny_run(small_dataset, tmp_path_factory) -> Path:
     return out
 
 
+def train_killed_after_first_epoch(ds, cfg, out: Path) -> None:
+    """Train into `out` and stop it (as a kill would) right after the first epoch's checkpoint."""
+    from tinypred.training import train
+
+    class Killed(Exception):
+        pass
+
+    def kill(row: dict) -> None:
+        if row["epoch"] == 1:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(ds, cfg, out, on_epoch=kill)
+
+
 def run_cli(*args: str, check: bool = False) -> subprocess.CompletedProcess:
     """Run the real `tinypred` console entry point in a subprocess."""
     proc = subprocess.run(

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import torch
+from conftest import train_killed_after_first_epoch
 from safetensors.torch import load_file
 
 from tinypred.data import dataset
@@ -72,15 +73,7 @@ def test_two_processes_train_to_the_weights_of_one(data, reference, tmp_path):
 def test_a_run_resumed_on_two_processes_ends_as_the_uninterrupted_one(data, reference, tmp_path):
     run = tmp_path / "run"
 
-    class Killed(Exception):
-        pass
-
-    def kill_after_first_epoch(row):
-        if row["epoch"] == 1:
-            raise Killed
-
-    with pytest.raises(Killed):
-        train(dataset.load(data), CFG, run, on_epoch=kill_after_first_epoch)
+    train_killed_after_first_epoch(dataset.load(data), CFG, run)
     proc = torchrun("train", "--data", str(data), "--out", str(run), "--resume", "--mmap")
     assert proc.returncode == 0, proc.stderr
     assert f"{run}: resumed at step 11" in proc.stdout

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import run_cli
+from conftest import run_cli, train_killed_after_first_epoch
 from safetensors.torch import load_file
 
 from tinypred.data import dataset
@@ -112,15 +112,7 @@ def test_resume_ends_with_the_weights_of_an_uninterrupted_run(ds, tmp_path):
     cfg = FAST.model_copy(update={"epochs": 3})
     train(ds, cfg, tmp_path / "straight", progress=False)
 
-    class Killed(Exception):
-        pass
-
-    def kill_after_first_epoch(row):
-        if row["epoch"] == 1:
-            raise Killed
-
-    with pytest.raises(Killed):
-        train(ds, cfg, tmp_path / "resumed", progress=False, on_epoch=kill_after_first_epoch)
+    train_killed_after_first_epoch(ds, cfg, tmp_path / "resumed")
     result = train(ds, cfg, tmp_path / "resumed", resume=True, progress=False)
     assert [r["epoch"] for r in result.history] == [1, 2, 3]  # counted from 1
     a = load_file(tmp_path / "straight" / "checkpoint.safetensors")
