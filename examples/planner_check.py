@@ -11,8 +11,8 @@ the agent's heading), and asks every predictor the same question:
 
 The planner sees only world-frame arrays (positions and headings for the last 2 s, the lane
 centre-lines) and swaps predictors without changing a line: the trained model, constant velocity, the
-constant-velocity fan and the lane follower. The oracle is no predictor a planner can have (it reads the
-scenes' ground-truth mixture); its P(blocked) is printed beside them as the reference.
+constant-velocity fan and the lane follower. The intent mixture is no predictor a planner can have (it
+reads the scenes' ground-truth mixture); its P(blocked) is printed beside them as the reference.
 """
 
 from __future__ import annotations
@@ -109,18 +109,18 @@ def main() -> None:
                 print(f"{name}: warning: {w.message}", file=sys.stderr)
             results[name] = p_blocked(out.modes, out.probs, a, b).astype(float).round(3).tolist()
         enc = encode(scenes)
-        oracle = fit_all(ds.train, ("oracle",))["oracle"].predict(enc)
+        mixture = fit_all(ds.train, ("intent_mixture",))["intent_mixture"].predict(enc)
         reference = (
-            p_blocked(to_world(oracle.modes, enc.pose), oracle.probs, a, b).astype(float).round(3).tolist()
+            p_blocked(to_world(mixture.modes, enc.pose), mixture.probs, a, b).astype(float).round(3).tolist()
         )
     print(f"P(blocked) of a crossing ego path, 2 s ahead of each of {len(a)} agents (first 8 shown):")
-    for name, values in (*results.items(), ("oracle (reference)", reference)):
+    for name, values in (*results.items(), ("intent mixture (reference)", reference)):
         shown = " ".join(f"{v:4.2f}" for v in values[:8])
         mean = f"mean {np.mean(values):.2f}"
         where = f"  ({timing[name]:.2f} ms for the batch)" if name in timing else ""
         print(f"  {name:20s} {shown}   {mean}{where}")
     if args.json:
-        print(json.dumps({"p_blocked": results, "oracle": reference, "ms": timing}))
+        print(json.dumps({"p_blocked": results, "intent_mixture": reference, "ms": timing}))
 
 
 if __name__ == "__main__":

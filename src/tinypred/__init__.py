@@ -18,7 +18,7 @@ The folders are the architecture; data flows one way, top to bottom, and no modu
 on first use so that `import tinypred` stays light.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 
 def __getattr__(name: str) -> type:

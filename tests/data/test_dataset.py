@@ -28,7 +28,7 @@ def test_round_trip_and_meta(small_dataset):
     meta = json.loads((small_dataset / "meta.json").read_text())
     assert meta["schema_version"] == dataset.SCHEMA_VERSION and meta["seed"] == 7
     assert meta["source"] == "synthetic" and meta["has_future"] == {"train": True, "val": True, "test": True}
-    assert meta["shapes"] == {"H": 20, "T": 30, "L": 4, "P": 16, "M": 8, "A": 3} == ds.shapes
+    assert meta["shapes"] == {"H": 20, "T": 30, "L": 4, "P": 16, "M": 4, "A": 3} == ds.shapes
     assert SceneConfig.model_validate(meta["config"]) == ds.config
     again = dataset.make(ds.config, 1200, 300, 300, seed=7)
     for name in EncodedScenes.array_names():
@@ -182,5 +182,10 @@ def test_bad_counts_and_directories(tmp_path):
 def test_summary_counts(small_dataset):
     rows = dataset.summary(dataset.load(small_dataset))
     assert sum(r["count"] for r in rows if r["split"] == "train") == 1200
-    assert all(r["alternatives"] == 1.0 for r in rows if not r["decision"])
-    assert all(r["neighbours"] == 0.0 for r in rows)  # the synthetic families have no other agents yet
+    single = [r for r in rows if not (r["decision"] or r["interactive"])]
+    assert single and all(r["alternatives"] == 1.0 for r in single)
+    # Only the interactive families have other agents: 1 to 2 of them (follow and merge have two).
+    assert all(r["neighbours"] == 0.0 for r in rows if not r["interactive"])
+    together = {r["family"]: r["neighbours"] for r in rows if r["interactive"] and r["split"] == "train"}
+    assert set(together) == {"follow", "yield", "merge"} and together["yield"] == 1.0
+    assert all(1.0 <= v <= 2.0 for v in together.values())

@@ -9,13 +9,14 @@ from hypothesis import strategies as st
 from tinypred.data.encoding import (
     Normalizer,
     encode,
+    feature_count,
     feature_layout,
     feature_names,
     features,
     to_agent,
     to_world,
 )
-from tinypred.data.scene_config import LANE_TYPES, SceneConfig
+from tinypred.data.scene_config import LANE_TYPES, OBJECT_TYPES, SceneConfig
 from tinypred.data.scenes import generate
 
 CFG = SceneConfig()
@@ -55,9 +56,11 @@ def test_round_trip_to_the_world_frame():
 def test_feature_layout_and_normaliser_fit_on_train_only():
     enc = encode(SCENES)
     x = features(enc)
-    names = feature_names(CFG.history_steps, CFG.max_lanes, CFG.lane_points)
-    layout = feature_layout(CFG.history_steps, CFG.max_lanes, CFG.lane_points)
-    assert x.shape == (len(enc), len(names)) == (len(enc), 288) and x.dtype == np.float32
+    shapes = (CFG.history_steps, CFG.max_lanes, CFG.lane_points, CFG.max_neighbours)
+    names, layout = feature_names(*shapes), feature_layout(*shapes)
+    per_slot = 7 * CFG.history_steps + len(OBJECT_TYPES)
+    assert x.shape == (len(enc), len(names)) == (len(enc), 288 + CFG.max_neighbours * per_slot)
+    assert x.dtype == np.float32
     assert list(layout) == [
         "history",
         "history_mask",
@@ -65,8 +68,18 @@ def test_feature_layout_and_normaliser_fit_on_train_only():
         "lane_mask",
         "lane_type",
         "lane_is_intersection",
+        "neighbours",
+        "neighbour_mask",
+        "neighbour_type",
     ]
-    assert layout["lane_is_intersection"].stop == len(names)
+    assert layout["neighbour_type"].stop == len(names) == feature_count(*shapes)
+    # The neighbour slots, in the target's frame: nearest first, an empty slot all zeros.
+    seen = enc.neighbour_mask[:, 0, -1]
+    assert seen.any() and not seen.all()
+    np.testing.assert_array_equal(x[:, names.index("nb0.h19.x")], enc.neighbours[:, 0, -1, 0])
+    np.testing.assert_array_equal(x[:, names.index("nb0.h19.mask")], seen)
+    np.testing.assert_array_equal(x[:, names.index("nb0.is_vehicle")], seen)
+    assert not x[~seen][:, layout["neighbour_type"]].any()
     np.testing.assert_array_equal(x[:, names.index("h19.vx")], enc.history[:, -1, 2])
     np.testing.assert_array_equal(x[:, names.index("h3.mask")], 1.0)
     np.testing.assert_array_equal(x[:, names.index("lane1.mask")], enc.lane_mask[:, 1])
@@ -75,8 +88,12 @@ def test_feature_layout_and_normaliser_fit_on_train_only():
     assert stop.any() and not x[:, layout["lane_is_intersection"]].any()
     norm = Normalizer.fit(x[:200])
     z = norm(x[:200])
-    np.testing.assert_allclose(z.mean(0), 0.0, atol=1e-3)
-    varying = x[:200].std(0) > 1e-6
+    # Flags (only ever 0 or 1) stay as they are: a mask still says "absent" exactly.
+    flag = np.all((x[:200] == 0) | (x[:200] == 1), 0)
+    assert flag[layout["neighbour_mask"]].all() and flag[layout["history_mask"]].all()
+    np.testing.assert_array_equal(z[:, flag], x[:200, flag])
+    np.testing.assert_allclose(z[:, ~flag].mean(0), 0.0, atol=1e-3)
+    varying = (x[:200].std(0) > 1e-6) & ~flag
     np.testing.assert_allclose(z[:, varying].std(0), 1.0, atol=1e-3)
     assert np.all(norm.std[~varying] == 1.0)  # constant features are left unscaled, not divided by 0
     # Fitted on the first 200 only: the rest is not standardised exactly.

@@ -45,8 +45,10 @@ def test_kinematic_limits_hold(cfg_seed):
         assert along.min() >= -5.0 - 0.05  # braking <= 5 m/s^2
         assert along.max() <= 1.0 + 0.1  # gentle acceleration
         assert np.abs(lateral).max() <= 4.0
-    # Cruise speeds are 3-20 m/s: only a stop goes below 3, so the past never does.
-    assert np.hypot(s.history[..., 3], s.history[..., 4]).min() >= 3.0 - 1e-9
+    # Cruise speeds are 3-20 m/s: only a stop goes below 3, so the past never does -- but in traffic,
+    # where a slow lead or a car crossing holds the target back (the interactive families).
+    alone = ~s.is_interactive
+    assert np.hypot(s.history[alone, :, 3], s.history[alone, :, 4]).min() >= 3.0 - 1e-9
 
 
 @settings(max_examples=12, deadline=None)
@@ -62,7 +64,8 @@ def test_mixture_shares_the_past_and_splits(cfg_seed):
         first = np.linalg.norm(s.alt_futures[ok, m, 0] - last[ok], axis=-1)
         np.testing.assert_allclose(first, step[ok], atol=0.06)
     decision = np.isin(s.family, [FAMILIES.index(f) for f in DECISION_FAMILIES])
-    assert np.all(s.alt_mask[~decision].sum(1) == 1)  # one alternative where there is no decision
+    single = ~decision & ~s.is_interactive
+    assert np.all(s.alt_mask[single].sum(1) == 1)  # one alternative where nobody decides anything
     many = decision & (s.alt_mask.sum(1) >= 2)
     assert many.mean() > 0.8 * decision.mean()  # nearly every decision scene offers a choice
     end = s.alt_futures[many, :, -1]

@@ -52,13 +52,20 @@ class WrongGradientMLP(TrajectoryMLP):
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
         out = super().forward(x)
-        return ModelOutput(_NegatedGradient.apply(out.modes), _NegatedGradient.apply(out.logits), out.scale)
+        modes, logits = _NegatedGradient.apply(out.modes), _NegatedGradient.apply(out.logits)
+        return ModelOutput(modes, logits, out.scale, out.prob_radius)
 
 
 def wrong_gradient_model(ds, cfg: TrainConfig) -> WrongGradientMLP:
     """The model the checks would build from cfg (same weights and scales), with a wrong gradient."""
     healthy = build_model(ds, cfg)
-    wrong = WrongGradientMLP(healthy.in_features, healthy.horizon, cfg.model)
+    wrong = WrongGradientMLP(
+        healthy.in_features,
+        healthy.horizon,
+        cfg.model,
+        neighbour_slots=healthy.neighbour_slots,
+        history_steps=healthy.history_steps,
+    )
     wrong.load_state_dict(healthy.state_dict())
     return wrong
 

@@ -13,7 +13,17 @@ from hypothesis.extra.numpy import arrays
 
 from tinypred.errors import TinypredError
 from tinypred.evaluation import metrics, scales
-from tinypred.evaluation.metrics import ade, brier_min_fde, evaluate, fde, min_ade, min_fde, miss, nll
+from tinypred.evaluation.metrics import (
+    ade,
+    brier_min_fde,
+    evaluate,
+    fde,
+    min_ade,
+    min_fde,
+    miss,
+    nll,
+    per_sample,
+)
 from tinypred.evaluation.scales import fit_scales
 
 prop = settings(max_examples=50, deadline=None)
@@ -406,8 +416,8 @@ BAD_INPUTS = {
     "dist": (dict(dist="cauchy"), "dist must be one of 'laplace', 'gaussian'; got 'cauchy'"),
     "threshold": (dict(miss_threshold_m=-1.0), "miss_threshold_m must be a finite number >= 0; got -1.0"),
     "threshold NaN": (dict(miss_threshold_m=float("nan")), "miss_threshold_m must be a finite number >= 0"),
-    "family shape": (dict(family=np.zeros(N + 1, int)), "family must be an integer array of shape (3,)"),
-    "family dtype": (dict(family=np.zeros(N)), "family must be an integer array of shape (3,); got float64"),
+    "family shape": (dict(family=np.zeros(N + 1, int)), "family must be integers of shape (3,)"),
+    "family dtype": (dict(family=np.zeros(N)), "family must be integers of shape (3,); got float64"),
     "family range": (
         dict(family=np.array([0, 1, 2]), family_names=["a", "b"]),
         "family holds indices in [0, 2]; family_names has 2 names",
@@ -421,6 +431,19 @@ BAD_INPUTS = {
     "is_decision dtype": (
         dict(is_decision=np.zeros(N, int)),
         "is_decision must be a bool array of shape (3,)",
+    ),
+    "is_interactive shape": (
+        dict(is_decision=np.zeros(N, bool), is_interactive=np.zeros(N + 1, bool)),
+        "is_interactive must be a bool array of shape (3,)",
+    ),
+    "is_interactive alone": (
+        dict(is_interactive=np.zeros(N, bool)),
+        "is_interactive was given without is_decision",
+    ),
+    "slices overlap": (
+        dict(is_decision=np.array([True, True, False]), is_interactive=np.array([False, True, True])),
+        "is_decision and is_interactive must not overlap (the slices partition the samples); 1 samples are "
+        "both, the first 1",
     ),
 }
 
@@ -446,6 +469,7 @@ EVERY_FUNCTION = {
     "nll": lambda p: nll(p, _probs, _gt, _scale),
     "fit_scales": lambda p: fit_scales(p, _gt),
     "evaluate": lambda p: evaluate(p, _probs, _gt, _scale),
+    "per_sample": lambda p: per_sample(p, _probs, _gt, _scale),
 }
 
 
@@ -567,3 +591,42 @@ def test_tiny_scale_on_float32_input_neither_overflows_nor_warns():
         warnings.simplefilter("error")
         value = nll(pred, np.full((2, 2), 0.5), gt, 1e-20, "gaussian")
     assert np.all(np.isfinite(value)) and np.all(value > 1e38)
+
+
+def test_interactive_slice_partitions_with_decision_and_other():
+    pred, probs, gt, scale, family = _slice_inputs()
+    decision, interactive = family == 0, family == 3
+    table = evaluate(pred, probs, gt, scale, is_decision=decision, is_interactive=interactive)
+    assert set(table) == {"all", "decision", "interactive", "other"}
+    counts = [table[name]["count"] for name in ("decision", "interactive", "other")]
+    assert counts == [decision.sum(), interactive.sum(), 60 - decision.sum() - interactive.sum()]
+    assert sum(counts) == table["all"]["count"] == 60
+    other = ~(decision | interactive)
+    alone = evaluate(pred[other], probs[other], gt[other], scale[other])["all"]
+    for metric in metrics.METRICS:
+        pooled = sum(
+            table[name][metric] * table[name]["count"] for name in ("decision", "interactive", "other")
+        )
+        assert pooled / 60 == pytest.approx(table["all"][metric], rel=1e-12), metric
+        assert table["other"][metric] == pytest.approx(alone[metric], rel=1e-12), metric
+    # Without is_interactive, "other" is everything not at a decision point, as before.
+    assert evaluate(pred, probs, gt, scale, is_decision=decision)["other"]["count"] == 60 - decision.sum()
+
+
+def test_an_empty_interactive_slice_is_left_out():
+    pred, probs, gt, scale, family = _slice_inputs()
+    table = evaluate(pred, probs, gt, scale, is_decision=family < 2, is_interactive=np.zeros(60, bool))
+    assert set(table) == {"all", "decision", "other"}
+    assert table["other"] == evaluate(pred, probs, gt, scale, is_decision=family < 2)["other"]
+
+
+def test_per_sample_is_what_evaluate_averages():
+    pred, probs, gt, scale, _ = _slice_inputs()
+    per = per_sample(pred, probs, gt, scale, "gaussian", 1.0)
+    assert list(per) == list(metrics.METRICS) and all(v.shape == (60,) for v in per.values())
+    assert per["MR@1"].dtype == bool and per["MR@6"].dtype == bool
+    table = evaluate(pred, probs, gt, scale, dist="gaussian", miss_threshold_m=1.0)["all"]
+    for name, values in per.items():
+        assert table[name] == pytest.approx(values.mean(), rel=1e-12), name
+    np.testing.assert_allclose(per["NLL"], nll(pred, probs, gt, scale, "gaussian"), rtol=1e-12)
+    np.testing.assert_allclose(per["minFDE@6"], min_fde(pred, gt), rtol=1e-12)  # K = 3 <= 6

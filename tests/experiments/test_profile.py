@@ -74,11 +74,12 @@ def test_the_engine_copy_computes_the_runs_loss(run, small_dataset):
     """The engine profiles the same model: the run's weights give torch's loss on the same batch."""
     ds, loaded, cfg = prof.load(run, small_dataset, "cpu")
     spec, notes = prof.engine_spec(loaded, cfg)
-    assert notes == []
+    assert notes == ["the agent encoder runs once in torch: the engine trains the MLP on its pooled output"]
     x, y = prof.engine_batches(ds, loaded, cfg, 1)[0]
+    full, _ = prof.engine_batches(ds, loaded, cfg, 1, trunk=False)[0]
     mlp, _ = build(EngineStep(**spec))
     with torch.no_grad():
-        expected, _ = loss(loaded.model(torch.from_numpy(x)), torch.from_numpy(y), loaded.loss)
+        expected, _ = loss(loaded.model(torch.from_numpy(full)), torch.from_numpy(y), loaded.loss)
     assert forward_loss(mlp, EngineStep(**spec), x, y).item() == pytest.approx(expected.item(), rel=1e-4)
 
 

@@ -29,6 +29,7 @@ from tinypred.predictors.model_file import (
     write_safetensors,
 )
 from tinypred.predictors.prediction import predict_split
+from tinypred.predictors.world_input import ENCODED_INPUTS
 
 ROOT = Path(__file__).resolve().parents[2]
 prop = settings(max_examples=12, deadline=None)
@@ -66,6 +67,9 @@ def inputs(scenes, **changes) -> dict:
         "lane_mask": scenes.lane_mask,
         "lane_type": scenes.lane_type,
         "lane_is_intersection": scenes.lane_is_intersection,
+        "neighbours": scenes.neighbours,
+        "neighbour_mask": scenes.neighbour_mask,
+        "neighbour_type": scenes.neighbour_type,
     } | changes
 
 
@@ -81,8 +85,7 @@ def test_world_input_gives_the_dataset_path(p, ds):
     # Encoded arrays in: the split itself, or only what the model reads, give the same agent-frame modes.
     split = predict_split(p.loaded, ds, "test", with_scale=False)
     np.testing.assert_array_equal(p.predict_encoded(ds.test).modes, split.modes)
-    names = ("history", "history_mask", "lanes", "lane_mask", "lane_type", "lane_is_intersection")
-    own = p.predict_encoded({k: getattr(ds.test, k) for k in names})
+    own = p.predict_encoded({k: getattr(ds.test, k) for k in ENCODED_INPUTS})
     np.testing.assert_array_equal(own.modes, split.modes)
 
 
@@ -145,7 +148,7 @@ BAD = [
     ({"lanes": np.zeros((64, 5, 16, 2))}, "lanes", "<= 4"),
     ({"lane_type": np.full((64, 4), 7)}, "lane_type", "indices into lane, stop_line"),
     ({"lane_mask": np.full((64, 4), 2)}, "lane_mask", "booleans"),
-    ({"neighbours": np.zeros((64, 9, 20, 5))}, "neighbours", "<= 8"),
+    ({"neighbours": np.zeros((64, 5, 20, 5))}, "neighbours", "<= 4"),
 ]
 
 
@@ -217,8 +220,13 @@ def test_old_model_files_fall_back_to_the_defaults(run, tmp_path):
     assert Predictor.load(tmp_path / "partial.safetensors").encoding == loaded.encoding
     wrong = old | {"encoding": json.dumps({"lane_points": 10})}  # would not give the model's features
     write_safetensors(tmp_path / "wrong.safetensors", tensors, wrong)
-    with pytest.raises(TinypredError, match=r"encoding: \d+ features, the model reads 288"):
+    with pytest.raises(TinypredError, match=r"encoding: \d+ features, the model reads 888"):
         load_model(tmp_path / "wrong.safetensors")
+    # A file from before models read neighbours (no neighbour_slots): refused, with what to do.
+    before = {k: v for k, v in old.items() if k not in ("neighbour_slots", "history_steps")}
+    write_safetensors(tmp_path / "before.safetensors", tensors, before)
+    with pytest.raises(TinypredError, match=r"did not read neighbours .* retrain it"):
+        load_model(tmp_path / "before.safetensors")
 
 
 def test_save_model_refuses_an_encoding_that_does_not_describe_the_model(run, tmp_path):
@@ -241,7 +249,7 @@ def test_input_far_from_the_training_data_is_warned_about(p, world):
         p.predict(**inputs(world, lanes=enc.lanes))  # agent-frame lanes given as world-frame ones
 
 
-@pytest.mark.parametrize("name", [n for n in BASELINES if n != "oracle"])
+@pytest.mark.parametrize("name", [n for n in BASELINES if n != "intent_mixture"])
 def test_every_baseline_is_a_predictor_too(ds, world, name):
     from tinypred import Predictor
 
@@ -261,18 +269,29 @@ def test_baselines_that_cannot_serve_a_planner_are_refused(small_dataset):
     with pytest.raises(TinypredError, match="cv_fan fits its probabilities") as info:
         Predictor.baseline("cv_fan")
     assert info.value.arg == "train"
-    with pytest.raises(TinypredError, match="unknown baseline 'oracle'"):
-        Predictor.baseline("oracle", train=small_dataset)
+    with pytest.raises(TinypredError, match="unknown baseline 'intent_mixture'"):
+        Predictor.baseline("intent_mixture", train=small_dataset)
     assert Predictor.baseline("cv_fan", train=small_dataset).encoding.lane_window == (20.0, 60.0)
 
 
-def test_neighbours_are_checked_and_do_not_change_what_the_model_reads(p, world):
-    nb = np.repeat(world.history[:, None, :, :3], 2, 1) + np.array([5.0, 0.0, 0.0])  # 5 m to one side
-    np.testing.assert_array_equal(
-        p.predict(**inputs(world), neighbours=nb).modes, p.predict(**inputs(world)).modes
-    )
-    scenes = p.world_scenes(world.history, neighbours=nb)
-    assert scenes.neighbours.shape == (64, 2, 20, 5) and encode(scenes).neighbours.shape == (64, 2, 20, 6)
+def test_neighbours_are_read_padded_to_the_slots_and_checked(p):
+    scenes = generate(SceneConfig(family_weights={"follow": 1.0}), 64, seed=4)  # a lead in every scene
+    seen = p.predict(**inputs(scenes))
+    blind = p.predict(**inputs(scenes, neighbours=None, neighbour_mask=None, neighbour_type=None))
+    assert np.abs(seen.modes - blind.modes).max() > 1e-3  # the model reads them
+    # Fewer slots than the model's: padded with empty ones, as the dataset's are.
+    m = int(scenes.neighbour_mask.any(-1).sum(1).max())
+    assert 0 < m < p.encoding.max_neighbours
+    few = {k: getattr(scenes, k)[:, :m] for k in ("neighbours", "neighbour_mask", "neighbour_type")}
+    np.testing.assert_array_equal(p.predict(**inputs(scenes, **few)).modes, seen.modes)
+    built = p.world_scenes(scenes.history, neighbours=few["neighbours"], neighbour_mask=few["neighbour_mask"])
+    assert built.neighbours.shape == (64, p.encoding.max_neighbours, 20, 5)
+    np.testing.assert_array_equal(built.neighbour_type, scenes.neighbour_type)  # "vehicle" by default
+    with pytest.raises(TinypredError, match="OBJECT_TYPES") as info:
+        p.predict(**inputs(scenes, **few | {"neighbour_type": np.full((64, m), 99)}))
+    assert info.value.arg == "neighbour_type"
+    with pytest.raises(TinypredError, match="without neighbours"):
+        p.predict(**inputs(scenes, neighbours=None))
 
 
 def test_import_tinypred_stays_light_and_exports_predictor():

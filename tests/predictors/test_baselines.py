@@ -1,4 +1,4 @@
-"""Baselines: exact on the motion they assume, the oracle as the floor, the CLI table."""
+"""Baselines: exact on the motion they assume, the intent mixture ahead of the rest, the CLI table."""
 
 from __future__ import annotations
 
@@ -58,6 +58,8 @@ def synthetic(
         neighbour_mask=np.zeros((n, 2, H), bool),
         neighbour_type=np.full((n, 2), -1, np.int8),
         neighbour_track_id=np.full((n, 2), ""),
+        neighbour_future=np.zeros((n, 2, T, 2), np.float32),
+        neighbour_future_mask=np.zeros((n, 2, T), bool),
         alt_futures=rep(np.stack([future] * 3)),
         alt_probs=rep([1.0, 0.0, 0.0]),
         alt_mask=rep([True, False, False], bool),
@@ -104,14 +106,14 @@ def fitted(small_dataset):
 
 def test_predictions_are_well_formed(fitted):
     ds, baselines = fitted
-    assert set(baselines) == set(BASELINES) == {"cv", "ca", "ctrv", "cv_fan", "lane_follow", "oracle"}
+    assert set(baselines) == set(BASELINES) == {"cv", "ca", "ctrv", "cv_fan", "lane_follow", "intent_mixture"}
     for name, b in baselines.items():
         pred = b.predict(ds.test)
         n, k = pred.probs.shape
         assert pred.modes.shape == (n, k, T, 2) and n == len(ds.test), name
         np.testing.assert_allclose(pred.probs.sum(1), 1.0, atol=1e-6, err_msg=name)
         assert pred.scale.shape == (T,) and np.all(pred.scale > 0), name
-        if name != "oracle":  # extrapolating further is less certain; the oracle's error is style only
+        if name != "intent_mixture":  # extrapolating further is less certain; the mixture's error is style
             assert pred.scale[-1] > 3 * pred.scale[0], (name, pred.scale)
     assert baselines["cv_fan"].prior.shape == (6,) and np.all(baselines["cv_fan"].prior > 0)
     assert baselines["cv_fan"].prior.sum() == pytest.approx(1.0)
@@ -125,15 +127,15 @@ def test_one_mode_scales_are_the_closed_form_maximum_likelihood(fitted):
     np.testing.assert_allclose(cv.scale, np.abs(err).astype(np.float64).mean(axis=(0, 2)), rtol=1e-7)
 
 
-def test_the_oracle_beats_every_baseline_at_decision_points(fitted):
+def test_the_intent_mixture_beats_every_baseline_at_decision_points(fitted):
     ds, baselines = fitted
     results = {
         name: evaluate_scenes(b.predict(ds.test), ds.test)["decision"] for name, b in baselines.items()
     }
     for name, r in results.items():
-        if name != "oracle":
+        if name != "intent_mixture":
             for metric in ("minADE@6", "minFDE@6", "MR@6", "brier-minFDE@6", "NLL"):
-                assert results["oracle"][metric] < r[metric], (name, metric)
+                assert results["intent_mixture"][metric] < r[metric], (name, metric)
     # The multimodal baselines beat constant velocity where the future splits.
     assert results["cv_fan"]["minFDE@6"] < results["cv"]["minFDE@6"]
     assert results["lane_follow"]["MR@6"] < results["cv"]["MR@6"]
@@ -148,7 +150,7 @@ def test_predict_before_fit_is_an_error(fitted):
 def test_cli_table_and_json(small_dataset, tmp_path):
     out = tmp_path / "b.json"
     proc = run_cli("baselines", str(small_dataset), "--split", "val", "--json", str(out), check=True)
-    assert "oracle" in proc.stdout and "minFDE@6" in proc.stdout
+    assert "intent_mixture" in proc.stdout and "minFDE@6" in proc.stdout
     # Piped, the table keeps its natural width: every column whole, nothing cut to an ellipsis.
     assert "…" not in proc.stdout and "brier-minFDE@6 ┃    NLL ┃" in proc.stdout
     results = json.loads(out.read_text())["results"]
@@ -156,6 +158,27 @@ def test_cli_table_and_json(small_dataset, tmp_path):
     assert set(results["cv"]["decision"]) == {*METRICS, "count"}
     bad = run_cli("baselines", str(small_dataset), "--split", "nope")
     assert bad.returncode == 2 and "--split" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_cli_floor_adds_the_bayes_row_and_the_floor(small_dataset, tmp_path):
+    out = tmp_path / "f.json"
+    args = (
+        "baselines",
+        str(small_dataset),
+        "--split",
+        "val",
+        "--floor",
+        "--samples",
+        "16",
+        "--json",
+        str(out),
+    )
+    proc = run_cli(*args, check=True)
+    saved = json.loads(out.read_text())
+    assert set(saved["results"]) == {*BASELINES, "bayes"} and "bayes" in proc.stdout
+    assert "the floor" in proc.stdout and "interactive" in proc.stdout
+    floor = saved["floor"]["decision"]["minFDE@6"]
+    assert floor["value"] < saved["expected"]["cv_fan"]["decision"]["minFDE@6"] and floor["mc_se"] > 0
 
 
 def test_an_empty_split_is_a_user_error(tmp_path):

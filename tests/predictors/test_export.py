@@ -76,8 +76,20 @@ def test_pt2_round_trip(p, ds, tmp_path):
 def test_an_export_that_differs_from_the_model_is_not_written(p, tmp_path, monkeypatch):
     forward = EncodedModel.forward
 
-    def off(self, history, history_mask, lanes, lane_mask, lane_type, lane_is_intersection):
-        modes, probs = forward(self, history, history_mask, lanes, lane_mask, lane_type, lane_is_intersection)
+    def off(
+        self,
+        history,
+        history_mask,
+        lanes,
+        lane_mask,
+        lane_type,
+        lane_is_intersection,
+        neighbours,
+        neighbour_mask,
+        neighbour_type,
+    ):
+        arrays = (history, history_mask, lanes, lane_mask, lane_type, lane_is_intersection)
+        modes, probs = forward(self, *arrays, neighbours, neighbour_mask, neighbour_type)
         return modes + 1e-3, probs  # a millimetre: what a wrong normaliser or layout would do, and more
 
     monkeypatch.setattr(EncodedModel, "forward", off)

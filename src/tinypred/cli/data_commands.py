@@ -205,16 +205,37 @@ def baselines(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="also write the results to this file")
     ] = None,
+    floor: Annotated[
+        bool,
+        typer.Option(
+            "--floor",
+            help="add the bayes row and floor (synthetic data only): the best any predictor can do, from "
+            "the generator itself; about a minute per 4000 scenes",
+        ),
+    ] = False,
+    samples: Annotated[int, typer.Option("--samples", min=6, help="--floor: draws per scene")] = 512,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="--floor: the draws' seed")] = 0,
 ) -> None:
     """Fit every baseline on the training split and evaluate it on a split."""
     from tinypred.evaluation.tables import evaluate_scenes
     from tinypred.fileio import write_json
     from tinypred.predictors.baselines import fit_all
+    from tinypred.predictors.bayes import bayes_floor
 
     ds = dataset.load(directory)
     scenes = nonempty_split(ds, split)
-    results = {name: evaluate_scenes(b.predict(scenes), scenes) for name, b in fit_all(ds.train).items()}
+    predictions = {name: b.predict(scenes) for name, b in fit_all(ds.train).items()}
+    results = {name: evaluate_scenes(p, scenes) for name, p in predictions.items()}
+    payload: dict = {"split": split, "data": str(directory), "results": results}
+    if floor:
+        found = bayes_floor(ds, split, samples, samples, seed, compare=predictions)
+        results["bayes"] = found.row(scenes)
+        payload |= {"floor": found.floor, "expected": found.expected}
     console.print(tables.metrics_table(f"baselines on {directory} ({split} split)", results))
+    if floor:
+        console.print(
+            tables.floor_table(f"the floor: expected over {samples} held-out draws per scene", found.floor)
+        )
     if json_out is not None:
-        write_json(json_out, {"split": split, "data": str(directory), "results": results})
+        write_json(json_out, payload)
         console.print(f"wrote {json_out}")

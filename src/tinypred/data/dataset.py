@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from tinypred.config import build
-from tinypred.data.encoding import EncodedScenes, Normalizer, encode, feature_layout, features
+from tinypred.data.encoding import EncodedScenes, Normalizer, encode, feature_count, features
 from tinypred.data.scene_config import (
     FAMILIES,
     INTENTS,
@@ -41,7 +41,7 @@ from tinypred.data.store import SHARD_SIZE, DatasetWriter, read_meta, read_shard
 from tinypred.data.validate import check_arrays, check_finite, check_schema, check_values, expected_arrays
 from tinypred.errors import TinypredError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SPLITS = ("train", "val", "test")
 SOURCES = ("synthetic", "av2")
 
@@ -97,6 +97,11 @@ def shapes_of(enc: EncodedScenes | ShardedScenes) -> dict[str, int]:
     }
 
 
+def split_stream(seed: int, split: str) -> np.random.SeedSequence:
+    """The random stream of one split of the synthetic dataset made with `seed`."""
+    return np.random.SeedSequence(seed).spawn(len(SPLITS))[SPLITS.index(split)]
+
+
 def make(config: SceneConfig, n_train: int, n_val: int, n_test: int, seed: int) -> Dataset:
     """Generate and encode the three splits; each split has its own random stream from `seed`."""
     for arg, n in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
@@ -107,10 +112,9 @@ def make(config: SceneConfig, n_train: int, n_val: int, n_test: int, seed: int) 
     if n_train < 1:
         raise TinypredError("expected at least 1 scene (normalisation is fitted on it)", arg="n_train")
     _check_memory(config, n_train + n_val + n_test)
-    streams = np.random.SeedSequence(seed).spawn(len(SPLITS))
     splits = []
-    for name, n, stream in zip(SPLITS, (n_train, n_val, n_test), streams, strict=True):
-        scenes = generate(config, n, stream)
+    for name, n in zip(SPLITS, (n_train, n_val, n_test), strict=True):
+        scenes = generate(config, n, split_stream(seed, name))
         # Unique across splits and datasets, as Argoverse 2 scenario ids are.
         ids = np.char.add(f"syn{seed}-{name}-", np.arange(n).astype("U"))
         splits.append(encode(replace(scenes, scenario_id=ids)))
@@ -260,9 +264,7 @@ def load(path: str | Path, mmap: bool = False) -> Dataset:
             raise TinypredError(
                 f"{meta_path}: field 'has_future.{name}' is {said!r}, the arrays say {enc.has_future}"
             )
-    problem = normalizer.problem(
-        feature_layout(shapes["H"], shapes["L"], shapes["P"])["lane_is_intersection"].stop
-    )
+    problem = normalizer.problem(feature_count(shapes["H"], shapes["L"], shapes["P"], shapes["M"]))
     if problem is not None:
         raise TinypredError(f"{meta_path}: field 'normalization': {problem}")
     return Dataset(
@@ -344,6 +346,7 @@ def summary(ds: Dataset) -> list[dict]:
                     "count": int(m.sum()),
                     "share": float(m.mean()),
                     "decision": bool(enc.is_decision[m][0]),
+                    "interactive": bool(enc.is_interactive[m][0]),
                     "alternatives": float(enc.alt_mask[m].sum(-1).mean()),
                     "neighbours": float(enc.neighbour_mask[m].any(-1).sum(-1).mean()),
                     "speed_mean": float(speed[m].mean()),

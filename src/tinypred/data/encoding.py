@@ -11,13 +11,17 @@ Per-step state features (H steps, oldest first), 6 numbers each, for the target 
     vx, vy          observed velocity (m/s)
     sin, cos        of the heading relative to the target's last one
 Steps without an observation are zeros with mask 0 (never interpolated). The flat feature vector the
-model reads (`features`; `feature_layout` names its groups), D = 7 H + 2 L P + (len(LANE_TYPES) + 1) L:
+model reads (`features`; `feature_layout` names its groups),
+D = 7 H + 2 L P + (len(LANE_TYPES) + 1) L + M (7 H + len(OBJECT_TYPES)):
     [ history (H, 6) | history_mask (H) | lanes (L, P, 2) | lane_mask (L)
-      | lane type, one-hot but for "lane" (L, len(LANE_TYPES) - 1) | lane_is_intersection (L) ]
-288 numbers with the synthetic defaults. Map elements that do not exist are zeros with mask 0. The
-neighbours are encoded (in `EncodedScenes.neighbours`) but not yet part of the flat vector: the model
-reads the target and the map. `Normalizer` standardises each feature with a mean and standard
-deviation fitted on the training split only.
+      | lane type, one-hot but for "lane" (L, len(LANE_TYPES) - 1) | lane_is_intersection (L)
+      | neighbours (M, H, 6) | neighbour_mask (M, H) | neighbour type, one-hot (M, len(OBJECT_TYPES)) ]
+888 numbers with the synthetic defaults (288 for the target and the map, 150 per neighbour slot).
+Map elements and neighbour slots that do not exist are zeros with mask 0. The neighbours' futures are
+kept for pictures and exports, never read by a model. `Normalizer` standardises each feature with a
+mean and standard deviation fitted on the training split only; a flag (a feature only ever 0 or 1 there)
+stays as it is, so that a mask still says exactly "absent" to the model (its neighbour pooling relies
+on it).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinypred.data.scene_config import LANE_TYPES
+from tinypred.data.scene_config import LANE_TYPES, OBJECT_TYPES
 from tinypred.data.scenes import SceneArrays, Scenes
 from tinypred.errors import TinypredError
 from tinypred.geometry import as_complex, as_points
@@ -108,6 +112,8 @@ def encode(scenes: Scenes, scene_id: np.ndarray | None = None) -> EncodedScenes:
         neighbour_mask=scenes.neighbour_mask.copy(),
         neighbour_type=scenes.neighbour_type.copy(),
         neighbour_track_id=scenes.neighbour_track_id.copy(),
+        neighbour_future=np.zeros(scenes.neighbour_future.shape, f32),
+        neighbour_future_mask=scenes.neighbour_future_mask.copy(),
         alt_futures=np.empty(scenes.alt_futures.shape, f32),
         alt_probs=scenes.alt_probs.astype(f32),
         alt_mask=scenes.alt_mask.copy(),
@@ -128,8 +134,10 @@ def encode(scenes: Scenes, scene_id: np.ndarray | None = None) -> EncodedScenes:
         rows = slice(lo, lo + BLOCK)
         pose = out.pose[rows]
         _states(scenes.history[rows], out.history_mask[rows], pose, out.history[rows])
-        if out.neighbour_mask[rows].any():  # synthetic scenes have none: leave the zeros untouched
+        if out.neighbour_mask[rows].any():  # most synthetic scenes have none: leave the zeros untouched
             _states(scenes.neighbours[rows], out.neighbour_mask[rows], pose, out.neighbours[rows])
+            mask = out.neighbour_future_mask[rows, ..., None]
+            out.neighbour_future[rows] = to_agent(scenes.neighbour_future[rows], pose, f32) * mask
         # Unknown futures, absent map elements and alternatives stay exactly zero.
         out.future[rows] = to_agent(scenes.future[rows], pose, f32) * out.future_mask[rows, :, None]
         out.lanes[rows] = to_agent(scenes.lanes[rows], pose, f32) * out.lane_mask[rows, :, None, None]
@@ -146,9 +154,11 @@ def encode(scenes: Scenes, scene_id: np.ndarray | None = None) -> EncodedScenes:
     return out
 
 
-def feature_layout(history_steps: int, max_lanes: int, lane_points: int) -> dict[str, slice]:
+def feature_layout(
+    history_steps: int, max_lanes: int, lane_points: int, max_neighbours: int
+) -> dict[str, slice]:
     """The groups of the flat feature vector, in order: name -> its slice of the D features."""
-    h, lanes, p = history_steps, max_lanes, lane_points
+    h, lanes, p, m = history_steps, max_lanes, lane_points, max_neighbours
     sizes = {
         "history": h * len(HISTORY_FEATURES),
         "history_mask": h,
@@ -156,13 +166,31 @@ def feature_layout(history_steps: int, max_lanes: int, lane_points: int) -> dict
         "lane_mask": lanes,
         "lane_type": lanes * (len(LANE_TYPES) - 1),
         "lane_is_intersection": lanes,
+        "neighbours": m * h * len(HISTORY_FEATURES),
+        "neighbour_mask": m * h,
+        "neighbour_type": m * len(OBJECT_TYPES),
     }
     bounds = np.cumsum([0, *sizes.values()])
     return {name: slice(int(a), int(b)) for name, a, b in zip(sizes, bounds[:-1], bounds[1:], strict=True)}
 
 
+def feature_count(history_steps: int, max_lanes: int, lane_points: int, max_neighbours: int) -> int:
+    """D: the length of the flat feature vector of these shapes."""
+    return feature_layout(history_steps, max_lanes, lane_points, max_neighbours)["neighbour_type"].stop
+
+
 # The arrays `features` reads: all a batch of model inputs needs from a dataset.
-FEATURE_ARRAYS = ("history", "history_mask", "lanes", "lane_mask", "lane_type", "lane_is_intersection")
+FEATURE_ARRAYS = (
+    "history",
+    "history_mask",
+    "lanes",
+    "lane_mask",
+    "lane_type",
+    "lane_is_intersection",
+    "neighbours",
+    "neighbour_mask",
+    "neighbour_type",
+)
 
 
 def features(enc: EncodedScenes | Mapping[str, np.ndarray]) -> np.ndarray:
@@ -172,6 +200,7 @@ def features(enc: EncodedScenes | Mapping[str, np.ndarray]) -> np.ndarray:
     n = len(a["history"])
     # One-hot of the element type, "lane" (type 0) being all zeros; absent elements are all zeros too.
     kinds = (a["lane_type"][..., None] == np.arange(1, len(LANE_TYPES))) & a["lane_mask"][..., None]
+    agents = a["neighbour_type"][..., None] == np.arange(len(OBJECT_TYPES))  # -1 (empty): all zeros
     return np.concatenate(
         [
             a["history"].reshape(n, -1),
@@ -180,20 +209,27 @@ def features(enc: EncodedScenes | Mapping[str, np.ndarray]) -> np.ndarray:
             a["lane_mask"],
             kinds.reshape(n, -1),
             a["lane_is_intersection"] & a["lane_mask"],
+            a["neighbours"].reshape(n, -1),
+            a["neighbour_mask"].reshape(n, -1),
+            agents.reshape(n, -1),
         ],
         -1,
         dtype=np.float32,
     )
 
 
-def feature_names(history_steps: int, max_lanes: int, lane_points: int) -> list[str]:
+def feature_names(history_steps: int, max_lanes: int, lane_points: int, max_neighbours: int) -> list[str]:
     """Names of the D features, in `features` order (for saliency plots and the docs)."""
     h, lanes, p = range(history_steps), range(max_lanes), range(lane_points)
+    m = range(max_neighbours)
     names = [f"h{t}.{f}" for t in h for f in HISTORY_FEATURES] + [f"h{t}.mask" for t in h]
     names += [f"lane{i}.p{j}.{c}" for i in lanes for j in p for c in "xy"]
     names += [f"lane{i}.mask" for i in lanes]
     names += [f"lane{i}.is_{kind}" for i in lanes for kind in LANE_TYPES[1:]]
     names += [f"lane{i}.is_intersection" for i in lanes]
+    names += [f"nb{j}.h{t}.{f}" for j in m for t in h for f in HISTORY_FEATURES]
+    names += [f"nb{j}.h{t}.mask" for j in m for t in h]
+    names += [f"nb{j}.is_{kind}" for j in m for kind in OBJECT_TYPES]
     return names
 
 
@@ -234,6 +270,7 @@ class FeatureMoments:
         self.count = 0
         self.mean: np.ndarray | float = 0.0
         self.m2: np.ndarray | float = 0.0
+        self.flag: np.ndarray | bool = True  # (D,): the feature was only ever 0 or 1
 
     def add(self, x: np.ndarray) -> FeatureMoments:
         """Add the rows of x (N, D); returns self."""
@@ -247,13 +284,16 @@ class FeatureMoments:
         self.mean = self.mean + delta * (n / total)
         self.m2 = self.m2 + m2 + delta**2 * (self.count * n / total)
         self.count = total
+        self.flag = self.flag & ((x == 0) | (x == 1)).all(0)
         return self
 
     def normalizer(self) -> Normalizer:
-        """The Normalizer of everything added. Constant features (the last position, always 0) get std 1."""
+        """The Normalizer of everything added. Constant features (the last position, always 0) get std 1;
+        flags (only ever 0 or 1) mean 0 and std 1: they stay as they are."""
         if self.count == 0:
             raise TinypredError("no training samples to fit the feature normalisation on", arg="train")
         std = np.sqrt(self.m2 / self.count)
         return Normalizer(
-            np.asarray(self.mean, np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)
+            np.where(self.flag, 0.0, self.mean).astype(np.float32),
+            np.where(self.flag | (std <= 1e-6), 1.0, std).astype(np.float32),
         )

@@ -1,27 +1,32 @@
 """The scene families: each builder draws a batch of one family's scenes in the canonical frame.
 
 The canonical frame: the agent's path starts at x = 0 heading +x, and the last observed step is at arc
-length S_END. A builder returns a `Family`: the start pose, the speed and acceleration of the history,
-the nominal `SpeedPlan` of every intent, the plan actually driven, the priors and the hint's likelihood.
+length S_END. A builder draws a `Family`: the start pose, the speed and acceleration of the history,
+the nominal `SpeedPlan` of every intent, the plan actually driven, the priors and the hint's
+likelihood; `BUILDERS` simulate it into a `Drawn` batch (past, future, mixture, map, and how to draw
+the future again).
 
 How the past hints at the intent. A latent z = hint_strength * mu[intent] + eps, eps ~ N(0, 0.5^2),
 shapes the history: extra deceleration before a turn or a stop, a drift toward the target lane before a
 lane change. The mixture's probabilities are the posterior p(intent | z) given that noise-free latent;
 with ``hint_strength = 0`` they are the priors. Every intent the map allows stays in the mixture.
 
-Why the oracle is not perfect. The alternatives use each intent's *nominal* driver style; the future
+Why the mixture is not the floor. The alternatives use each intent's *nominal* driver style; the future
 actually driven draws its style (cruise speed, turn speed, where it stops, when and how fast it changes
-lane) around it, scaled by ``style_spread``. That spread is what no predictor can know from the past.
+lane) around it, scaled by ``style_spread``. That spread is what no predictor can know from the past;
+the ``bayes`` floor samples it (`Drawn.resample`), the ``intent_mixture`` baseline ignores it.
 Caps and curvatures are chosen so that |lateral accel| <= 3.6 m/s^2 and planned braking <= 4 m/s^2.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import numpy as np
 
-from tinypred.data.paths import SpeedPlan, s_curve
+from tinypred.data.drawn import Drawn
+from tinypred.data.paths import SpeedPlan, path_pose, rollout_speed, s_curve
 from tinypred.data.scene_config import MAX_ALTERNATIVES, SceneConfig
 
 LANE_WIDTH = 3.5
@@ -46,6 +51,9 @@ class Family:
     log_lik: np.ndarray  # (B, M) log p(z | intent) up to a constant shared by a scene's intents
     intent: np.ndarray  # (B,) chosen slot
     lanes: list[dict]  # up to L lanes: start (B,3), length/kappa (B,J), span (B,2), type, mask (B,)
+    # (rng, intent (B,)) -> the plan of those intents with freshly drawn styles, as `real` was drawn:
+    # what the bayes floor resamples (the styles the past does not show)
+    redraw: Callable[[np.random.Generator, np.ndarray], SpeedPlan]
 
 
 def _segments(*parts) -> np.ndarray:
@@ -157,9 +165,13 @@ def _intersection(rng, cfg: SceneConfig, b: int) -> Family:
         return _plan(length, kappa, (v_end * cruise_factor)[:, None] + np.zeros(3), caps[:, :, None])
 
     nominal = plan(np.full(b, 0.9), np.ones(b))
-    real = _take(plan(_style(rng, cfg, b, 0.8, 1.0), _style(rng, cfg, b, 0.9, 1.1)), intent)
+
+    def redraw(rng, idx):
+        return _take(plan(_style(rng, cfg, b, 0.8, 1.0), _style(rng, cfg, b, 0.9, 1.1)), idx)
+
+    real = redraw(rng, intent)
     lanes = [_lane(start, length[:, j], kappa[:, j], LANE_SPAN) for j in range(3)]
-    return Family(start, v_end, a_hist, nominal, real, prior, log_lik, intent, lanes)
+    return Family(start, v_end, a_hist, nominal, real, prior, log_lik, intent, lanes, redraw)
 
 
 def _lane_change(rng, cfg: SceneConfig, b: int) -> Family:
@@ -199,12 +211,18 @@ def _lane_change(rng, cfg: SceneConfig, b: int) -> Family:
         )
 
     nominal = plan(np.full(b, 0.25), np.full(b, 3.25), np.ones(b))
-    real = _take(
-        plan(_style(rng, cfg, b, 0.0, 0.5), _style(rng, cfg, b, 2.5, 4.0), _style(rng, cfg, b, 0.95, 1.05)),
-        intent,
-    )
+
+    def redraw(rng, idx):
+        styles = (
+            _style(rng, cfg, b, 0.0, 0.5),
+            _style(rng, cfg, b, 2.5, 4.0),
+            _style(rng, cfg, b, 0.95, 1.05),
+        )
+        return _take(plan(*styles), idx)
+
+    real = redraw(rng, intent)
     lanes = [_lane(_start(b, j * LANE_WIDTH), 0.0, 0.0, LANE_SPAN, mask=j < n_lanes) for j in range(3)]
-    return Family(start, v_end, a_hist, nominal, real, prior, log_lik, intent, lanes)
+    return Family(start, v_end, a_hist, nominal, real, prior, log_lik, intent, lanes, redraw)
 
 
 def _stop_or_go(rng, cfg: SceneConfig, b: int) -> Family:
@@ -231,10 +249,14 @@ def _stop_or_go(rng, cfg: SceneConfig, b: int) -> Family:
         return _plan(length, kappa, (v_end * cruise_factor)[:, None] + np.zeros(3), caps)
 
     nominal = plan(np.full(b, 0.75), np.ones(b))
-    real = _take(plan(_style(rng, cfg, b, 0.0, 1.5), _style(rng, cfg, b, 0.9, 1.1)), intent)
+
+    def redraw(rng, idx):
+        return _take(plan(_style(rng, cfg, b, 0.0, 1.5), _style(rng, cfg, b, 0.9, 1.1)), idx)
+
+    real = redraw(rng, intent)
     line_start = np.stack([s_line, np.full(b, -LANE_WIDTH), np.full(b, np.pi / 2)], -1)  # across the lane
     lanes = [_lane(start, 0.0, 0.0, LANE_SPAN), _lane(line_start, 0.0, 0.0, (0.0, LANE_WIDTH), kind=1)]
-    return Family(start, v_end, a_hist, nominal, real, prior, log_lik, intent, lanes)
+    return Family(start, v_end, a_hist, nominal, real, prior, log_lik, intent, lanes, redraw)
 
 
 def _follow(rng, cfg: SceneConfig, b: int, curved: bool) -> Family:
@@ -263,7 +285,10 @@ def _follow(rng, cfg: SceneConfig, b: int, curved: bool) -> Family:
         # +-1.5 m/s), and their style adds up to +-1 m/s that the past does not show.
         return _plan(length, kappa, np.clip(v_end + 3.0 * a_hist + delta, V_MIN, V_MAX), caps)
 
-    real = plan(_style(rng, cfg, b, -1.0, 1.0))
+    def redraw(rng, idx):
+        return plan(_style(rng, cfg, b, -1.0, 1.0))
+
+    real = redraw(rng, intent)
     nominal = SpeedPlan(
         *(
             np.repeat(getattr(plan(np.zeros(b)), f.name)[:, None], MAX_ALTERNATIVES, 1)
@@ -271,15 +296,70 @@ def _follow(rng, cfg: SceneConfig, b: int, curved: bool) -> Family:
         )
     )
     start = _start(b, -LANE_WIDTH / 2)
-    return Family(
-        start, v_end, a_hist, nominal, real, prior, log_lik, intent, [_lane(start, length, kappa, LANE_SPAN)]
+    lanes = [_lane(start, length, kappa, LANE_SPAN)]
+    return Family(start, v_end, a_hist, nominal, real, prior, log_lik, intent, lanes, redraw)
+
+
+def _drawn(fam: Family, cfg: SceneConfig) -> Drawn:
+    """Simulate a family's batch: the past, the future driven, every intent's nominal future and the map,
+    in the canonical frame, and how to draw the future again for the bayes floor."""
+    b = len(fam.v_end)
+    T, L, P, M = cfg.future_steps, cfg.max_lanes, cfg.lane_points, MAX_ALTERNATIVES
+    t = -np.arange(cfg.history_steps - 1, -1, -1) * cfg.dt  # history times, the last one 0
+    s_hist = S_END + fam.v_end[:, None] * t + 0.5 * fam.a_hist[:, None] * t**2
+    hist_z, hist_heading = path_pose(fam.start, fam.alts.length[:, 0], fam.alts.kappa[:, 0], s_hist)
+
+    m = int(np.max(np.flatnonzero(fam.prior.any(0)))) + 1  # slots past the family's intents stay empty
+    alts = SpeedPlan(*(getattr(fam.alts, f.name)[:, :m] for f in fields(SpeedPlan)))
+    s_alt = rollout_speed(alts, np.full((b, m), S_END), np.repeat(fam.v_end[:, None], m, 1), T, cfg.dt)
+    alt_z = np.zeros((b, M, T), complex)
+    alt_z[:, :m] = path_pose(fam.start[:, None], alts.length, alts.kappa, s_alt)[0]
+
+    def drive(plan: SpeedPlan) -> np.ndarray:
+        s = rollout_speed(plan, np.full(b, S_END), fam.v_end, T, cfg.dt)
+        return path_pose(fam.start, plan.length, plan.kappa, s)[0]
+
+    lanes = np.zeros((b, L, P), complex)
+    lane_mask = np.zeros((b, L), bool)
+    lane_type = np.zeros((b, L), np.int8)
+    grid = np.linspace(0.0, 1.0, P)
+    for i, ln in enumerate(fam.lanes):
+        s = ln["span"][:, :1] + grid * (ln["span"][:, 1:] - ln["span"][:, :1])
+        lanes[:, i] = path_pose(ln["start"], ln["length"], ln["kappa"], s)[0] * ln["mask"][:, None]
+        lane_mask[:, i] = ln["mask"]
+        lane_type[:, i] = ln["type"]
+
+    # Posterior over intents given the (noise-free) hint; the prior where the hint is off.
+    mask = fam.prior > 0
+    logp = np.where(mask, np.log(np.where(mask, fam.prior, 1.0)) + fam.log_lik, -np.inf)
+    probs = np.exp(logp - logp.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    probs = np.where(mask, probs, 0.0)
+    return Drawn(
+        hist_z=hist_z,
+        hist_heading=hist_heading,
+        hist_speed=fam.v_end[:, None] + fam.a_hist[:, None] * t,
+        future=drive(fam.real),
+        lanes=lanes,
+        lane_mask=lane_mask,
+        lane_type=lane_type,
+        alt_futures=alt_z * mask[..., None],
+        alt_probs=probs,
+        alt_mask=mask,
+        intent=fam.intent,
+        # The intent from its posterior, the styles from their prior: what the past leaves open.
+        resample=lambda rng: drive(fam.redraw(rng, _choose(rng, probs))),
     )
 
 
+def _single_agent(builder: Callable[[np.random.Generator, SceneConfig, int], Family]):
+    return lambda rng, cfg, b: _drawn(builder(rng, cfg, b), cfg)
+
+
 BUILDERS = {
-    "intersection": _intersection,
-    "lane_change": _lane_change,
-    "stop_or_go": _stop_or_go,
-    "curve": lambda rng, cfg, b: _follow(rng, cfg, b, curved=True),
-    "cruise": lambda rng, cfg, b: _follow(rng, cfg, b, curved=False),
+    "intersection": _single_agent(_intersection),
+    "lane_change": _single_agent(_lane_change),
+    "stop_or_go": _single_agent(_stop_or_go),
+    "curve": _single_agent(lambda rng, cfg, b: _follow(rng, cfg, b, curved=True)),
+    "cruise": _single_agent(lambda rng, cfg, b: _follow(rng, cfg, b, curved=False)),
 }

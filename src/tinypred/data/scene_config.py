@@ -4,8 +4,12 @@ generator's knobs (`SceneConfig`).
 Families (canonical frame: the agent drives along +x, right-hand traffic, lanes 3.5 m wide):
 ``intersection`` (straight / left / right), ``lane_change`` (keep / change left / change right, where a
 lane exists) and ``stop_or_go`` (stop at a line ahead, or go on) are decision points; ``curve`` and
-``cruise`` have one intent. `tinypred.data.families` builds them. ``recorded`` marks real scenes
-(imported from Argoverse 2): no family is known, and they carry no ground-truth mixture.
+``cruise`` have one intent. `tinypred.data.families` builds them. The interactive families have other
+agents whose moves decide the target's future (`tinypred.data.interactive` builds them): ``follow`` (a
+lead brakes, cruises or turns off; the target keeps its time gap), ``yield`` (cross traffic at an
+unsignalised junction: go first or wait) and ``merge`` (the target's lane ends: into the gap ahead of a
+car in the next lane, or behind it). ``recorded`` marks real scenes (imported from Argoverse 2): no
+family is known, and they carry no ground-truth mixture.
 """
 
 from __future__ import annotations
@@ -13,10 +17,38 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-FAMILIES = ("intersection", "lane_change", "stop_or_go", "curve", "cruise", "recorded")
+FAMILIES = (
+    "intersection",
+    "lane_change",
+    "stop_or_go",
+    "curve",
+    "cruise",
+    "follow",
+    "yield",
+    "merge",
+    "recorded",
+)
 SYNTHETIC_FAMILIES = FAMILIES[:-1]
-DECISION_FAMILIES = ("intersection", "lane_change", "stop_or_go")
-INTENTS = ("follow", "straight", "left", "right", "keep", "change_left", "change_right", "go", "stop")
+DECISION_FAMILIES = ("intersection", "lane_change", "stop_or_go")  # the target's own choice
+INTERACTIVE_FAMILIES = ("follow", "yield", "merge")  # the other agents decide
+INTENTS = (
+    "follow",
+    "straight",
+    "left",
+    "right",
+    "keep",
+    "change_left",
+    "change_right",
+    "go",
+    "stop",
+    "keep_gap",
+    "stop_behind",
+    "speed_up",
+    "go_first",
+    "wait",
+    "merge_ahead",
+    "merge_behind",
+)
 # The intents of each family, in mixture-slot order.
 FAMILY_INTENTS = {
     "intersection": ("straight", "left", "right"),
@@ -24,6 +56,15 @@ FAMILY_INTENTS = {
     "stop_or_go": ("go", "stop"),
     "curve": ("follow",),
     "cruise": ("follow",),
+    "follow": ("keep_gap", "stop_behind", "speed_up"),  # the lead cruises, brakes to a stop, turns off
+    "yield": ("go_first", "wait"),
+    "merge": ("merge_ahead", "merge_behind"),
+}
+# The cross car's intents in ``yield`` (its slots are the target's go_first / wait, which a rule decides).
+CROSS_INTENTS = ("straight", "turn_off")
+# Families whose slot priors are knobs ("<family>_priors"), and the intents each knob is over.
+PRIOR_KNOBS = {family: FAMILY_INTENTS[family] for family in (*DECISION_FAMILIES, "follow")} | {
+    "yield": CROSS_INTENTS
 }
 # Map elements: lane centre-lines by who may use them (AV2's VEHICLE, BIKE, BUS), and lines across the
 # road where traffic stops (a synthetic stop line; an AV2 pedestrian crossing's centre-line).
@@ -61,6 +102,9 @@ class SceneConfig(BaseModel):
             "stop_or_go": 0.2,
             "curve": 0.15,
             "cruise": 0.15,
+            "follow": 0.15,
+            "yield": 0.15,
+            "merge": 0.15,
         }
     )
     intersection_priors: dict[str, float] = Field(
@@ -70,6 +114,11 @@ class SceneConfig(BaseModel):
         default_factory=lambda: {"keep": 0.5, "change_left": 0.25, "change_right": 0.25}
     )
     stop_or_go_priors: dict[str, float] = Field(default_factory=lambda: {"go": 0.5, "stop": 0.5})
+    # follow: the lead's intent (its slots); yield: the cross car's, not the slots (a rule decides those)
+    follow_priors: dict[str, float] = Field(
+        default_factory=lambda: {"keep_gap": 0.5, "stop_behind": 0.25, "speed_up": 0.25}
+    )
+    yield_priors: dict[str, float] = Field(default_factory=lambda: {"straight": 0.7, "turn_off": 0.3})
     hint_strength: float = Field(0.3, ge=0, le=1, description="how strongly the past shows the intent")
     style_spread: float = Field(1.0, ge=0, le=1, description="driver-style randomness of the future, 0-1")
     pos_noise: float = Field(0.05, ge=0, le=5, description="observation noise std on history x, y (m)")
@@ -77,7 +126,9 @@ class SceneConfig(BaseModel):
     speed_noise: float = Field(0.1, ge=0, le=5, description="observation noise on speed (m/s)")
     max_lanes: int = Field(4, ge=3, le=64, description="L: lanes in the map context")
     lane_points: int = Field(16, ge=2, le=256, description="P: points per lane")
-    max_neighbours: int = Field(8, ge=0, le=64, description="M: neighbour slots (empty in these families)")
+    max_neighbours: int = Field(
+        4, ge=0, le=64, description="M: neighbour slots, nearest first (the families have up to 2 others)"
+    )
 
     @field_validator("family_weights")
     @classmethod
@@ -93,10 +144,9 @@ class SceneConfig(BaseModel):
 
     @model_validator(mode="after")
     def _priors(self) -> SceneConfig:
-        for family in DECISION_FAMILIES:
+        for family, expected in PRIOR_KNOBS.items():
             key = f"{family}_priors"
             priors = getattr(self, key)
-            expected = FAMILY_INTENTS[family]
             if set(priors) != set(expected):
                 raise ValueError(
                     f"{key}: expected exactly the keys {', '.join(expected)}, got {sorted(priors)}"
@@ -107,7 +157,10 @@ class SceneConfig(BaseModel):
         return self
 
     def priors(self, family: str) -> np.ndarray:
-        """(M,) prior of each mixture slot of `family` (zero-padded)."""
+        """(M,) prior of each mixture slot of `family` (zero-padded). ``yield`` and ``merge`` have none: a
+        rule decides their slots from the scene (`yield_priors` is over the cross car's intents)."""
+        if family in ("yield", "merge"):
+            raise ValueError(f"the slots of {family!r} have no fixed prior: a rule decides them per scene")
         out = np.zeros(MAX_ALTERNATIVES)
         names = FAMILY_INTENTS[family]
         table = getattr(self, f"{family}_priors", {names[0]: 1.0})

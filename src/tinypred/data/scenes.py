@@ -2,29 +2,35 @@
 
 World in metres, at the configured time step (10 Hz by default). Each scene has one target agent: an
 observed past (`history`), the future it actually drove (`future`), the lane centre-lines around it
-(`lanes`) and the **ground-truth mixture**: the noise-free future of every intent it could have chosen
-from the same past, with its probability. `tinypred.data.families` draws the scenes in a canonical
-frame (how the past hints at the intent, why even the mixture cannot know the future exactly);
-`tinypred.data.paths` moves the agents. Here they are simulated, observed with noise and moved to a
-random world pose.
+(`lanes`), the other agents (`neighbours`: their pasts and futures, in the interactive families) and
+the **ground-truth mixture**: the noise-free future of every intent it could have chosen, or that the
+other agents could have forced on it, from the same past, with its probability.
+`tinypred.data.families` and `tinypred.data.interactive` draw the scenes in a canonical frame (how the
+past hints at the intent, why even the mixture cannot know the future exactly); `tinypred.data.paths`
+moves the agents. Here they are observed with noise and moved to a random world pose.
+`generate_with_resamplers` also returns how to draw each scene's future again from its true
+conditional distribution: what the `bayes` floor is computed from.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields, replace
 from typing import Self
 
 import numpy as np
 
-from tinypred.data.families import BUILDERS, S_END, Family
-from tinypred.data.paths import SpeedPlan, path_pose, rollout_speed
+from tinypred.data.drawn import Drawn
+from tinypred.data.families import BUILDERS as FAMILY_BUILDERS
+from tinypred.data.interactive import BUILDERS as INTERACTIVE_BUILDERS
 from tinypred.data.scene_config import (
     DECISION_FAMILIES,
     FAMILIES,
     FAMILY_INTENTS,
     INTENTS,
+    INTERACTIVE_FAMILIES,
     MAX_ALTERNATIVES,
     OBJECT_TYPES,
     SYNTHETIC_FAMILIES,
@@ -49,7 +55,9 @@ class SceneArrays:
     lanes: (N, L, P, 2); lane_mask (N, L) bool; lane_type (N, L) int8 index into LANE_TYPES;
         lane_is_intersection (N, L) bool
     neighbours: (N, M, H, F) the other agents' pasts, nearest first at the last observed step;
-        neighbour_mask (N, M, H) bool; neighbour_type (N, M) int8 index into OBJECT_TYPES, -1 where empty
+        neighbour_mask (N, M, H) bool; neighbour_type (N, M) int8 index into OBJECT_TYPES, -1 where empty;
+        neighbour_future (N, M, T, 2) what each drove next, neighbour_future_mask (N, M, T) bool (all
+        False where unknown): for pictures and the exporter, never a model input
     alt_futures: (N, A, T, 2) the ground-truth mixture: noise-free future of each intent; alt_probs (N, A),
         0 where masked; alt_mask (N, A) bool; alt_intent (N, A) int8 index into INTENTS, -1 where masked
         (all masked for recorded scenes: their mixture is unknown)
@@ -73,6 +81,8 @@ class SceneArrays:
     neighbour_mask: np.ndarray
     neighbour_type: np.ndarray
     neighbour_track_id: np.ndarray
+    neighbour_future: np.ndarray
+    neighbour_future_mask: np.ndarray
     alt_futures: np.ndarray
     alt_probs: np.ndarray
     alt_mask: np.ndarray
@@ -116,6 +126,11 @@ class SceneArrays:
         return np.isin(self.family, [FAMILIES.index(f) for f in DECISION_FAMILIES])
 
     @property
+    def is_interactive(self) -> np.ndarray:
+        """(N,) bool: the scene's family is interactive (its other agents decide the future)."""
+        return np.isin(self.family, [FAMILIES.index(f) for f in INTERACTIVE_FAMILIES])
+
+    @property
     def has_future(self) -> bool:
         """Every future is known (not so in an Argoverse 2 test split: predict it, never score it)."""
         return bool(self.future_mask.all())
@@ -129,8 +144,9 @@ class SceneArrays:
 @dataclass(frozen=True)
 class Scenes(SceneArrays):
     """N samples in the world frame: history (N, H, 5) and neighbours (N, M, H, 5) are the observed x, y,
-    heading, vx, vy (m, rad, m/s), float64; the generator keeps future, lanes and alternatives float32
-    (6e-5 m of resolution within its 1 km), the Argoverse 2 importer float64 (city coordinates)."""
+    heading, vx, vy (m, rad, m/s), history float64; the generator keeps the neighbours, futures, lanes
+    and alternatives float32 (6e-5 m of resolution within its 1 km), the Argoverse 2 importer float64
+    (city coordinates)."""
 
     def rigid_transform(self, angle: float, shift: np.ndarray) -> Scenes:
         """The same scenes rotated by `angle` about the origin, then moved by `shift` (2,)."""
@@ -151,6 +167,7 @@ class Scenes(SceneArrays):
             future=move(self.future),
             lanes=move(self.lanes),
             neighbours=move_states(self.neighbours),
+            neighbour_future=move(self.neighbour_future),
             alt_futures=move(self.alt_futures),
         )
 
@@ -159,60 +176,39 @@ class Scenes(SceneArrays):
 # Putting a batch together
 
 
-def _simulate(fam: Family, cfg: SceneConfig) -> dict[str, np.ndarray]:
-    """Canonical-frame arrays of one family's batch, positions complex (no noise, no world pose yet)."""
-    b = len(fam.v_end)
-    T, L, P, M = cfg.future_steps, cfg.max_lanes, cfg.lane_points, MAX_ALTERNATIVES
-    t = -np.arange(cfg.history_steps - 1, -1, -1) * cfg.dt  # history times, the last one 0
-    s_hist = S_END + fam.v_end[:, None] * t + 0.5 * fam.a_hist[:, None] * t**2
-    hist_z, hist_heading = path_pose(fam.start, fam.alts.length[:, 0], fam.alts.kappa[:, 0], s_hist)
-
-    m = int(np.max(np.flatnonzero(fam.prior.any(0)))) + 1  # slots past the family's intents stay empty
-    alts = SpeedPlan(*(getattr(fam.alts, f.name)[:, :m] for f in fields(SpeedPlan)))
-    s_alt = rollout_speed(alts, np.full((b, m), S_END), np.repeat(fam.v_end[:, None], m, 1), T, cfg.dt)
-    alt_z = np.zeros((b, M, T), complex)
-    alt_z[:, :m] = path_pose(fam.start[:, None], alts.length, alts.kappa, s_alt)[0]
-    s_real = rollout_speed(fam.real, np.full(b, S_END), fam.v_end, T, cfg.dt)
-    future_z, _ = path_pose(fam.start, fam.real.length, fam.real.kappa, s_real)
-
-    lanes = np.zeros((b, L, P), complex)
-    lane_mask = np.zeros((b, L), bool)
-    lane_type = np.zeros((b, L), np.int8)
-    grid = np.linspace(0.0, 1.0, P)
-    for i, ln in enumerate(fam.lanes):
-        s = ln["span"][:, :1] + grid * (ln["span"][:, 1:] - ln["span"][:, :1])
-        lanes[:, i] = path_pose(ln["start"], ln["length"], ln["kappa"], s)[0] * ln["mask"][:, None]
-        lane_mask[:, i] = ln["mask"]
-        lane_type[:, i] = ln["type"]
-
-    # Posterior over intents given the (noise-free) hint; the prior where the hint is off.
-    mask = fam.prior > 0
-    logp = np.where(mask, np.log(np.where(mask, fam.prior, 1.0)) + fam.log_lik, -np.inf)
-    probs = np.exp(logp - logp.max(-1, keepdims=True))
-    probs /= probs.sum(-1, keepdims=True)
-    return {
-        "hist_z": hist_z,
-        "hist_heading": hist_heading,
-        "hist_speed": fam.v_end[:, None] + fam.a_hist[:, None] * t,
-        "future": future_z,
-        "lanes": lanes,
-        "lane_mask": lane_mask,
-        "lane_type": lane_type,
-        "alt_futures": alt_z * mask[..., None],
-        "alt_probs": np.where(mask, probs, 0.0),
-        "alt_mask": mask,
-        "intent": fam.intent,
-    }
-
-
 CHUNK = 8192  # scenes per vectorised batch; fixed, so that a seed always gives the same arrays
+BUILDERS = FAMILY_BUILDERS | INTERACTIVE_BUILDERS
+
+
+@dataclass(frozen=True)
+class Resampler:
+    """How to draw the futures of some scenes of a generated set again (`Drawn.resample`), and the world
+    pose the generator gave them: rows (B,) of the set, turn (B,) e^{i angle}, shift (B,) complex."""
+
+    rows: np.ndarray
+    resample: Callable[[np.random.Generator], np.ndarray]
+    turn: np.ndarray
+    shift: np.ndarray
+
+    def world(self, canonical: np.ndarray) -> np.ndarray:
+        """Canonical-frame positions (B, ...) complex -> world points (B, ..., 2) float64."""
+        extra = (1,) * (canonical.ndim - 1)
+        return as_points(canonical * self.turn.reshape(-1, *extra) + self.shift.reshape(-1, *extra))
 
 
 def generate(cfg: SceneConfig, n: int, seed: int | np.random.SeedSequence) -> Scenes:
     """N scenes in the world frame. The same (config, n, seed) gives the same arrays."""
+    return generate_with_resamplers(cfg, n, seed)[0]
+
+
+def generate_with_resamplers(
+    cfg: SceneConfig, n: int, seed: int | np.random.SeedSequence
+) -> tuple[Scenes, list[Resampler]]:
+    """`generate`, and a `Resampler` per family batch: what the bayes floor draws the futures from."""
     if n < 0:
         raise TinypredError(f"expected a number of scenes >= 0, got {n}", arg="n")
-    H, T, L, P, M = cfg.history_steps, cfg.future_steps, cfg.max_lanes, cfg.lane_points, MAX_ALTERNATIVES
+    H, T, L, P, A = cfg.history_steps, cfg.future_steps, cfg.max_lanes, cfg.lane_points, MAX_ALTERNATIVES
+    M = cfg.max_neighbours
     out = {
         "hist_z": np.zeros((n, H), complex),
         "hist_heading": np.zeros((n, H)),
@@ -221,29 +217,41 @@ def generate(cfg: SceneConfig, n: int, seed: int | np.random.SeedSequence) -> Sc
         "lanes": np.zeros((n, L, P), np.complex64),
         "lane_mask": np.zeros((n, L), bool),
         "lane_type": np.zeros((n, L), np.int8),
-        "alt_futures": np.zeros((n, M, T), np.complex64),
-        "alt_probs": np.zeros((n, M)),
-        "alt_mask": np.zeros((n, M), bool),
-        "alt_intent": np.full((n, M), -1, np.int8),
+        "alt_futures": np.zeros((n, A, T), np.complex64),
+        "alt_probs": np.zeros((n, A)),
+        "alt_mask": np.zeros((n, A), bool),
+        "alt_intent": np.full((n, A), -1, np.int8),
         "family": np.zeros(n, np.int8),
         "intent": np.zeros(n, np.int8),
+        # The other agents (interactive families), in slots nearest first; np.zeros costs nothing untouched.
+        "nb_z": np.zeros((n, M, H), np.complex64),
+        "nb_heading": np.zeros((n, M, H), np.float32),
+        "nb_speed": np.zeros((n, M, H), np.float32),
+        "nb_future": np.zeros((n, M, T), np.complex64),
+        "nb_mask": np.zeros((n, M), bool),
     }
     seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
     starts = range(0, n, CHUNK)
 
-    def fill(lo: int, child: np.random.SeedSequence) -> None:
-        _fill(cfg, np.random.default_rng(child), {k: v[lo : lo + CHUNK] for k, v in out.items()})
+    def fill(lo: int, child: np.random.SeedSequence) -> list[Resampler]:
+        parts = _fill(cfg, np.random.default_rng(child), {k: v[lo : lo + CHUNK] for k, v in out.items()})
+        return [replace(r, rows=r.rows + lo) for r in parts]
 
     # Chunks have their own random streams and disjoint outputs, so threads (NumPy releases the GIL in
     # its loops) change the speed, never the numbers.
     with ThreadPoolExecutor(max_workers=min(len(starts), os.cpu_count() or 1) or 1) as pool:
-        list(pool.map(fill, starts, seq.spawn(len(starts))))
+        resamplers = [r for parts in pool.map(fill, starts, seq.spawn(len(starts))) for r in parts]
     velocity = out["hist_speed"] * np.exp(1j * out["hist_heading"])
     history = np.stack(
         [out["hist_z"].real, out["hist_z"].imag, out["hist_heading"], velocity.real, velocity.imag], -1
     )
-    M = cfg.max_neighbours
-    return Scenes(
+    nb = out["nb_mask"]
+    nb_velocity = out["nb_speed"] * np.exp(1j * out["nb_heading"])
+    neighbours = np.stack(
+        [out["nb_z"].real, out["nb_z"].imag, out["nb_heading"], nb_velocity.real, nb_velocity.imag], -1
+    )
+    slot_names = np.arange(1, M + 1).astype("U")  # track ids within a scene; the target is "focal"
+    scenes = Scenes(
         history=history,
         history_mask=np.ones((n, H), bool),
         future=as_points(out["future"]),
@@ -252,11 +260,12 @@ def generate(cfg: SceneConfig, n: int, seed: int | np.random.SeedSequence) -> Sc
         lane_mask=out["lane_mask"],
         lane_type=out["lane_type"],
         lane_is_intersection=np.zeros((n, L), bool),
-        # No family has other agents yet: the slots are there, empty (np.zeros costs no memory untouched).
-        neighbours=np.zeros((n, M, H, 5)),
-        neighbour_mask=np.zeros((n, M, H), bool),
-        neighbour_type=np.full((n, M), -1, np.int8),
-        neighbour_track_id=np.full((n, M), ""),
+        neighbours=neighbours,
+        neighbour_mask=np.repeat(nb[:, :, None], H, 2),
+        neighbour_type=np.where(nb, OBJECT_TYPES.index("vehicle"), -1).astype(np.int8),
+        neighbour_track_id=np.where(nb, slot_names, ""),
+        neighbour_future=as_points(out["nb_future"]),
+        neighbour_future_mask=np.repeat(nb[:, :, None], T, 2),
         alt_futures=as_points(out["alt_futures"]),
         alt_probs=out["alt_probs"],
         alt_mask=out["alt_mask"],
@@ -270,19 +279,40 @@ def generate(cfg: SceneConfig, n: int, seed: int | np.random.SeedSequence) -> Sc
         object_type=np.full(n, OBJECT_TYPES.index("vehicle"), np.int8),
         dt=cfg.dt,
     )
+    return scenes, resamplers
 
 
-def _fill(cfg: SceneConfig, rng: np.random.Generator, out: dict[str, np.ndarray]) -> None:
-    """Generate len(out['family']) scenes into the views `out`."""
+def _place(out: dict[str, np.ndarray], idx: np.ndarray, drawn: Drawn) -> None:
+    """Write one family's batch into rows idx of the chunk's arrays; its other agents into the neighbour
+    slots, nearest to the target at the last observed step first (as the AV2 importer orders them)."""
+    for key in ("hist_z", "hist_heading", "hist_speed", "future", "lanes", "lane_mask", "lane_type"):
+        out[key][idx] = getattr(drawn, key)
+    for key in ("alt_futures", "alt_probs", "alt_mask", "intent"):
+        out[key][idx] = getattr(drawn, key)
+    if drawn.agents == 0 or out["nb_mask"].shape[1] == 0:
+        return
+    gap = np.where(drawn.nb_mask, np.abs(drawn.nb_z[:, :, -1] - drawn.hist_z[:, -1:]), np.inf)
+    order = np.argsort(gap, axis=1, kind="stable")[:, : out["nb_mask"].shape[1]]
+    m = order.shape[1]
+    for key, src in (("nb_z", "nb_z"), ("nb_heading", "nb_heading"), ("nb_speed", "nb_speed")):
+        out[key][idx, :m] = np.take_along_axis(getattr(drawn, src), order[..., None], 1)
+    out["nb_future"][idx, :m] = np.take_along_axis(drawn.nb_future, order[..., None], 1)
+    out["nb_mask"][idx, :m] = np.take_along_axis(drawn.nb_mask, order, 1)
+
+
+def _fill(cfg: SceneConfig, rng: np.random.Generator, out: dict[str, np.ndarray]) -> list[Resampler]:
+    """Generate len(out['family']) scenes into the views `out`; a Resampler per family batch."""
     n = len(out["family"])
     weights = np.array([cfg.family_weights.get(f, 0.0) for f in SYNTHETIC_FAMILIES])
     out["family"][:] = rng.choice(len(SYNTHETIC_FAMILIES), n, p=weights / weights.sum())
+    batches = []
     for k, name in enumerate(SYNTHETIC_FAMILIES):
         idx = np.flatnonzero(out["family"] == k)
         if len(idx) == 0:
             continue
-        for key, value in _simulate(BUILDERS[name](rng, cfg, len(idx)), cfg).items():
-            out[key][idx] = value
+        drawn = BUILDERS[name](rng, cfg, len(idx))
+        _place(out, idx, drawn)
+        batches.append((idx, drawn.resample))
         names = FAMILY_INTENTS[name]
         out["alt_intent"][idx, : len(names)] = [INTENTS.index(x) for x in names]
     out["alt_intent"][~out["alt_mask"]] = -1
@@ -302,6 +332,8 @@ def _fill(cfg: SceneConfig, rng: np.random.Generator, out: dict[str, np.ndarray]
         ("future", None),
         ("lanes", "lane_mask"),
         ("alt_futures", "alt_mask"),
+        ("nb_z", "nb_mask"),
+        ("nb_future", "nb_mask"),
     ):
         z = out[key]
         extra = (1,) * (z.ndim - 1)
@@ -314,3 +346,19 @@ def _fill(cfg: SceneConfig, rng: np.random.Generator, out: dict[str, np.ndarray]
     out["hist_heading"][:] = np.angle(
         np.exp(1j * (out["hist_heading"] + angle[:, None]))
     )  # wrap to (-pi, pi]
+
+    # The other agents' pasts are observed like the target's. Drawn last, so that a config without
+    # interactive families draws exactly the numbers it always did.
+    rows = np.flatnonzero(out["nb_mask"].any(1))
+    if len(rows):
+        seen = out["nb_mask"][rows][..., None]
+        shape = out["nb_speed"][rows].shape
+        noise = cfg.pos_noise * (rng.standard_normal(shape) + 1j * rng.standard_normal(shape))
+        out["nb_z"][rows] += noise * seen
+        heading = (
+            out["nb_heading"][rows] + angle[rows, None, None] + cfg.heading_noise * rng.standard_normal(shape)
+        )
+        out["nb_heading"][rows] = np.angle(np.exp(1j * heading)) * seen
+        speed = out["nb_speed"][rows] + cfg.speed_noise * rng.standard_normal(shape)
+        out["nb_speed"][rows] = np.maximum(speed, 0.0) * seen
+    return [Resampler(idx, resample, turn[idx], shift[idx]) for idx, resample in batches]

@@ -98,18 +98,19 @@ def check_saliency(
 
     sal = input_saliency(model, sample_split(ds, split, samples), cfg)
     shapes = ds.shapes
-    h, lanes, p = shapes["H"], shapes["L"], shapes["P"]
-    names = feature_names(h, lanes, p)
-    groups = feature_layout(h, lanes, p)
-    hist, lane_points = groups["history"], groups["lanes"]
+    h, lanes, p, m = shapes["H"], shapes["L"], shapes["P"], shapes["M"]
+    names = feature_names(h, lanes, p, m)
+    groups = feature_layout(h, lanes, p, m)
+    hist, lane_points, others = groups["history"], groups["lanes"], groups["neighbours"]
     layout = {
         key: {
             "history_by_step": s[hist].reshape(h, -1).sum(-1),  # (H,) oldest first
             "lanes_by_point": s[lane_points].reshape(lanes, p, 2).sum(-1),  # (L, P)
-            "groups": {  # "masks": every mask and type flag, of the history and the map
+            "groups": {  # "masks": every mask and type flag, of the history, the map and the neighbours
                 "history": s[hist].sum(),
                 "lanes": s[lane_points].sum(),
-                "masks": s.sum() - s[hist].sum() - s[lane_points].sum(),
+                "neighbours": s[others].sum(),
+                "masks": s.sum() - s[hist].sum() - s[lane_points].sum() - s[others].sum(),
             },
         }
         for key, s in sal.items()

@@ -3,12 +3,15 @@
 `metrics` holds pure vectorised functions on arrays (pred (N, K, T, 2), probs (N, K), gt (N, T, 2)),
 as in the Argoverse 2 benchmark; `scales` fits each predictor's per-step NLL scale by maximum
 likelihood; `tables` scores a prediction on encoded scenes overall, at decision points and per family;
-`averaging` measures mode averaging. May import the shared utilities and `tinypred.data` (for the
-scenes a table is sliced by); `metrics` itself imports nothing of tinypred but errors, geometry and
-the AV2 rule for probabilities that sum to 1 (`data.av2.schema.probs_sum_to_one`).
+`averaging` measures mode averaging; `floor` solves for the predictions that minimise each metric's
+expectation over sampled futures (the `bayes` floor). May import the shared utilities and
+`tinypred.data` (for the scenes a table is sliced by); `metrics` itself imports nothing of tinypred
+but errors, geometry and the AV2 rule for probabilities that sum to 1
+(`data.av2.schema.probs_sum_to_one`).
 """
 
 from tinypred.evaluation.averaging import averaging_stats, branch_distances, mode_spread
+from tinypred.evaluation.floor import floor_summary, k_median, max_coverage, metric_samples
 from tinypred.evaluation.metrics import (
     METRICS,
     ade,
@@ -19,6 +22,7 @@ from tinypred.evaluation.metrics import (
     min_fde,
     miss,
     nll,
+    per_sample,
 )
 from tinypred.evaluation.scales import fit_scales
 from tinypred.evaluation.tables import Scored, evaluate_scenes
@@ -34,9 +38,14 @@ __all__ = [
     "evaluate_scenes",
     "fde",
     "fit_scales",
+    "floor_summary",
+    "k_median",
+    "max_coverage",
+    "metric_samples",
     "min_ade",
     "min_fde",
     "miss",
     "mode_spread",
     "nll",
+    "per_sample",
 ]

@@ -279,27 +279,44 @@ def nll(
 METRICS = ("minADE@1", "minFDE@1", "MR@1", "minADE@6", "minFDE@6", "MR@6", "brier-minFDE@6", "NLL")
 
 
+def _mask(name: str, value: object, n: int) -> np.ndarray:
+    mask = np.asarray(value)
+    if mask.dtype != bool or mask.shape != (n,):
+        raise TinypredError(f"{name} must be a bool array of shape ({n},); got {mask.dtype} {mask.shape}")
+    return mask
+
+
 def _slices(
-    n: int, family: object, is_decision: object, family_names: Sequence[str] | None
+    n: int,
+    family: object,
+    is_decision: object,
+    family_names: Sequence[str] | None,
+    is_interactive: object = None,
 ) -> dict[str, np.ndarray | None]:
     """Slice name -> (N,) bool mask ("all": None) of each slice whose array was given, minus empty ones."""
     slices: dict[str, np.ndarray | None] = {"all": None}
+    if is_interactive is not None and is_decision is None:
+        raise TinypredError("is_interactive was given without is_decision")
     if is_decision is not None:
-        decision = np.asarray(is_decision)
-        if decision.dtype != bool or decision.shape != (n,):
-            raise TinypredError(
-                f"is_decision must be a bool array of shape ({n},); got {decision.dtype} {decision.shape}"
-            )
-        slices |= {"decision": decision, "other": ~decision}
+        decision = _mask("is_decision", is_decision, n)
+        if is_interactive is None:
+            slices |= {"decision": decision, "other": ~decision}
+        else:
+            interactive = _mask("is_interactive", is_interactive, n)
+            both = np.flatnonzero(decision & interactive)
+            if len(both):
+                raise TinypredError(
+                    f"is_decision and is_interactive must not overlap (the slices partition the samples); "
+                    f"{len(both)} samples are both, the first {both[0]}"
+                )
+            slices |= {"decision": decision, "interactive": interactive, "other": ~(decision | interactive)}
     if family is None:
         if family_names is not None:
             raise TinypredError("family_names was given without family")
     else:
         fam = np.asarray(family)
         if fam.dtype.kind not in "iu" or fam.shape != (n,):
-            raise TinypredError(
-                f"family must be an integer array of shape ({n},); got {fam.dtype} {fam.shape}"
-            )
+            raise TinypredError(f"family must be integers of shape ({n},); got {fam.dtype} {fam.shape}")
         names = [str(i) for i in range(int(fam.max()) + 1)] if family_names is None else list(family_names)
         if len(set(names)) != len(names):
             raise TinypredError(f"family_names has duplicates: {names}")
@@ -311,34 +328,16 @@ def _slices(
     return {name: mask for name, mask in slices.items() if mask is None or mask.any()}
 
 
-def evaluate(
+def _per_sample(
     pred: np.ndarray,
     probs: np.ndarray,
     gt: np.ndarray,
-    scale: np.ndarray | float,
-    *,
-    family: np.ndarray | None = None,
-    is_decision: np.ndarray | None = None,
-    family_names: Sequence[str] | None = None,
-    dist: Dist = "laplace",
-    miss_threshold_m: float = 2.0,
-) -> dict[str, dict[str, float]]:
-    """The AV2 table, overall and per slice: {"all", "decision", "other", "family/<name>"} -> metrics.
-
-    pred (N, K, T, 2), probs (N, K), gt (N, T, 2), scale broadcastable to (N, K, T) (see `nll`);
-    family (N,) int index into family_names (default names "0", "1", ...); is_decision (N,) bool.
-    A slice is left out when its array was not given or it holds no sample. Each slice maps to the mean
-    over its samples of METRICS, and "count" (its number of samples, an int):
-    "@1" scores the most probable mode (the first on ties); "@6" the 6 most probable modes (all of them
-    when K <= 6), with minADE the endpoint one (see `min_ade`) and brier on their raw probabilities; "MR" is
-    the miss rate at `miss_threshold_m`; "NLL" is `nll` of the full K-mode mixture, in nats per sample.
-    """
-    check_choice("dist", dist, DISTS)
-    _check_threshold("miss_threshold_m", miss_threshold_m)
-    pred, gt, probs, scale = validate(pred, gt, probs, scale)
-    n, k = probs.shape
-    slices = _slices(n, family, is_decision, family_names)
-
+    scale: np.ndarray,
+    dist: Dist,
+    miss_threshold_m: float,
+) -> dict[str, np.ndarray]:
+    """`per_sample` on input already validated: the one implementation of every metric of METRICS."""
+    k = probs.shape[1]
     # One pass over the (N, K, T) errors; everything after works on (N, K) per-mode summaries.
     disp = displacements(pred, gt)
     norms = np.abs(disp)
@@ -351,7 +350,7 @@ def evaluate(
         top = np.argsort(-probs, axis=1, kind="stable")[:, :TOP_K]
         ades, fdes, probs = (np.take_along_axis(a, top, axis=1) for a in (ades, fdes, probs))
     best, is_best = _endpoint_choice(fdes)
-    per_sample = {
+    return {
         "minADE@1": ade1,
         "minFDE@1": fde1,
         "MR@1": fde1 > miss_threshold_m,
@@ -361,9 +360,60 @@ def evaluate(
         "brier-minFDE@6": _brier(best, probs, is_best),
         "NLL": neg_log_lik,
     }
+
+
+def per_sample(
+    pred: np.ndarray,
+    probs: np.ndarray,
+    gt: np.ndarray,
+    scale: np.ndarray | float,
+    dist: Dist = "laplace",
+    miss_threshold_m: float = 2.0,
+) -> dict[str, np.ndarray]:
+    """Every metric of METRICS for each sample: name -> (N,) array (the "MR" ones bool), in that order.
+
+    pred (N, K, T, 2), probs (N, K), gt (N, T, 2), scale broadcastable to (N, K, T) (see `nll`).
+    "@1" scores the most probable mode (the first on ties); "@6" the 6 most probable modes (all of them
+    when K <= 6), with minADE the endpoint one (see `min_ade`) and brier on their raw probabilities; "MR"
+    is the miss at `miss_threshold_m` (see `miss`); "NLL" is `nll` of the full K-mode mixture. `evaluate`
+    averages these over the samples of each slice.
+    """
+    check_choice("dist", dist, DISTS)
+    _check_threshold("miss_threshold_m", miss_threshold_m)
+    pred, gt, probs, scale = validate(pred, gt, probs, scale)
+    return _per_sample(pred, probs, gt, scale, dist, miss_threshold_m)
+
+
+def evaluate(
+    pred: np.ndarray,
+    probs: np.ndarray,
+    gt: np.ndarray,
+    scale: np.ndarray | float,
+    *,
+    family: np.ndarray | None = None,
+    is_decision: np.ndarray | None = None,
+    is_interactive: np.ndarray | None = None,
+    family_names: Sequence[str] | None = None,
+    dist: Dist = "laplace",
+    miss_threshold_m: float = 2.0,
+) -> dict[str, dict[str, float]]:
+    """The AV2 table, overall and per slice: {"all", "decision", "interactive", "other", "family/<name>"}
+    -> metrics.
+
+    pred (N, K, T, 2), probs (N, K), gt (N, T, 2), scale broadcastable to (N, K, T) (see `nll`);
+    family (N,) int index into family_names (default names "0", "1", ...); is_decision and
+    is_interactive (N,) bool. With is_decision alone the samples split into "decision" and "other" (the
+    rest); with is_interactive too, into "decision", "interactive" and "other" (neither), which must not
+    overlap: a sample that is both is refused. is_interactive needs is_decision.
+    A slice is left out when its array was not given or it holds no sample. Each slice maps to the mean
+    over its samples of METRICS as `per_sample` defines them, and "count" (its number of samples, an int).
+    """
+    per = per_sample(pred, probs, gt, scale, dist, miss_threshold_m)
+    n = len(per["NLL"])
+    slices = _slices(n, family, is_decision, family_names, is_interactive)
     out = {}
     for name, mask in slices.items():
-        rows = per_sample if mask is None else {m: v[mask] for m, v in per_sample.items()}
+        rows = per if mask is None else {m: v[mask] for m, v in per.items()}
         out[name] = {m: float(v.mean(dtype=np.float64)) for m, v in rows.items()}
         out[name]["count"] = n if mask is None else int(mask.sum())
     return out

@@ -24,8 +24,9 @@ class Scored(Protocol):
 def evaluate_scenes(
     prediction: Scored, scenes: EncodedScenes, dist: Dist = "laplace"
 ) -> dict[str, dict[str, float]]:
-    """`evaluate` a prediction on EncodedScenes, sliced by decision / other and by family. Samples whose
-    future is unknown (an Argoverse 2 test split) cannot be scored: that is an error, not a zero."""
+    """`evaluate` a prediction on EncodedScenes, sliced by decision / interactive / other and by family.
+    Samples whose future is unknown (an Argoverse 2 test split) cannot be scored: that is an error, not a
+    zero."""
     if prediction.scale is None:
         raise TinypredError("the prediction has no NLL scale (made for export only)", arg="prediction")
     if not scenes.has_future:
@@ -41,6 +42,7 @@ def evaluate_scenes(
         prediction.scale,
         family=scenes.family.astype(np.int64),
         is_decision=scenes.is_decision,
+        is_interactive=scenes.is_interactive,
         family_names=FAMILIES,
         dist=dist,
     )

@@ -1,5 +1,6 @@
-"""The loss ablation: L2 versus min-over-modes (WTA), with and without the classification term, and the
-main configuration at a learning rate an order of magnitude off.
+"""The ablation: L2 versus min-over-modes (WTA), with and without the classification term, the main
+configuration at a learning rate an order of magnitude off, and the main configuration blind to the
+neighbours (its agent encoder off): what reading the other agents is worth, on the interactive scenes.
 
 Mode averaging is measured, not just seen (`tinypred.evaluation.averaging`): at decision points, the
 mode spread and each predicted endpoint's distance to the nearest branch of the ground-truth mixture
@@ -22,9 +23,9 @@ from tinypred.training.loop import train
 
 
 def ablation_grid(base: TrainConfig) -> list[dict]:
-    """The runs: name, loss kind, classification term on/off, learning rate."""
+    """The runs: name, loss kind, classification term on/off, learning rate, neighbours read or not."""
     good, off = base.lr, base.lr * 10
-    return [
+    runs = [
         {"name": "wta+ce", "loss": "wta", "ce": True, "lr": good},
         {"name": "wta", "loss": "wta", "ce": False, "lr": good},
         {"name": "l2+ce", "loss": "l2", "ce": True, "lr": good},
@@ -33,13 +34,19 @@ def ablation_grid(base: TrainConfig) -> list[dict]:
         {"name": f"wta+ce lr x10 ({off:g})", "loss": "wta", "ce": True, "lr": off},
         {"name": f"wta+ce lr /10 ({good / 10:g})", "loss": "wta", "ce": True, "lr": good / 10},
     ]
+    runs = [run | {"neighbours": base.model.neighbours} for run in runs]
+    return [
+        *runs,
+        {"name": "wta+ce no neighbours", "loss": "wta", "ce": True, "lr": good, "neighbours": False},
+    ]
 
 
 def run_config(base: TrainConfig, run: dict) -> TrainConfig:
     """The TrainConfig of one ablation run: `base` with its loss, classification term and lr."""
     ce_weight = base.loss.ce_weight if run["ce"] else 0.0
     loss = base.loss.model_copy(update={"kind": run["loss"], "ce_weight": ce_weight})
-    return base.model_copy(update={"loss": loss, "lr": run["lr"]})
+    model = base.model.model_copy(update={"neighbours": run["neighbours"]})
+    return base.model_copy(update={"loss": loss, "lr": run["lr"], "model": model})
 
 
 def run_ablation(
@@ -74,6 +81,7 @@ def run_ablation(
             "best_epoch": loaded.info["epoch"],
             "all": metrics["all"],
             "decision": {**metrics["decision"], **averaging_stats(pred, scenes)},
+            **{part: metrics[part] for part in ("interactive", "other") if part in metrics},
         }
         rows.append(row)
         if on_run is not None:

@@ -176,6 +176,8 @@ def engine_spec(loaded: LoadedModel, cfg: TrainConfig) -> tuple[dict[str, Any], 
         activation = "relu"
     if model.cfg.norm != "none" or model.cfg.dropout > 0:
         notes.append("the engine has no normalisation or dropout layers: left out")
+    if model.agent_encoder is not None:
+        notes.append("the agent encoder runs once in torch: the engine trains the MLP on its pooled output")
     loss = loaded.loss
     if loss.kind != "wta":
         notes.append(f"the engine has no {loss.kind} loss: winner-take-all instead")
@@ -200,11 +202,15 @@ def engine_spec(loaded: LoadedModel, cfg: TrainConfig) -> tuple[dict[str, Any], 
 
 
 def engine_batches(
-    ds: Dataset, loaded: LoadedModel, cfg: TrainConfig, steps: int
+    ds: Dataset, loaded: LoadedModel, cfg: TrainConfig, steps: int, trunk: bool = True
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """1 warm-up + `steps` training batches (x (B, D) float32, y (B, T, 2)) for the engine: the first of
-    the torch training phase's batches."""
+    the torch training phase's batches, x as the MLP's first layer reads it (trunk=False: the model's
+    own input, before its agent encoder)."""
     x, y = _pool(ds, loaded, torch.device("cpu"))
+    if trunk:
+        with torch.no_grad():
+            x = loaded.model.trunk_inputs(x)  # the inputs of the layers the engine copies
     x_np, y_np = x.numpy(), y.numpy()
     return [(x_np[i], y_np[i]) for i in train_batches(len(x_np), cfg, steps)[: 1 + steps]]
 

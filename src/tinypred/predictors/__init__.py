@@ -1,8 +1,9 @@
 """Predictors: the Prediction type and predicting on a split, the baselines, the learned MLP, its losses.
 
 `prediction` (Prediction, model inputs, `predict_split`), `baselines` (constant velocity and friends,
-the oracle), `model` (TrajectoryMLP), `losses` (l2, winner-take-all, mixture NLL) and `model_file` (the
-safetensors file a trained model lives in). May import the shared utilities, `tinypred.data` and
+the intent mixture), `bayes` (the floor: the best any predictor can do, from the generator itself),
+`model` (TrajectoryMLP), `losses` (l2, winner-take-all, mixture NLL) and `model_file` (the safetensors
+file a trained model lives in). May import the shared utilities, `tinypred.data` and
 `tinypred.evaluation` (the baselines' NLL scales are fitted by `evaluation.fit_scales`).
 """
 

@@ -26,8 +26,9 @@ them:
                training data was (`EncodingSpec.lane_window`: from 20 m behind to 60 m ahead of the agent
                along the lane for the synthetic scenes); lane_mask (N, L') bool, lane_type (N, L') index
                into LANE_TYPES (default 0, "lane"), lane_is_intersection (N, L') bool. None: no map.
-    neighbours (N, M', H, 2|3|5) the other agents' pasts, like history, with neighbour_mask (N, M', H):
-               checked and encoded, but the current model does not read them (`features` omits them).
+    neighbours (N, M', H, 2|3|5) the other agents' pasts, like history, M' <= M nearest first, with
+               neighbour_mask (N, M', H) and neighbour_type (N, M') index into OBJECT_TYPES (default
+               "vehicle"). The model reads them through its agent encoder; None: nobody else around.
 
 A bad shape, a NaN where a value is observed, or units that cannot be right (a speed over 100 m/s, a
 heading over 4 pi) is a one-line `TinypredError` naming the argument. A normalised feature more than
@@ -97,7 +98,9 @@ class Predictor:
         self.encoding, self.loaded, self.baseline_, self.name = encoding, loaded, baseline, name
         self.normalizer = loaded.normalizer if loaded is not None else normalizer
         self.inputs = InputBuilder(encoding)
-        self._groups = feature_layout(encoding.history_steps, encoding.max_lanes, encoding.lane_points)
+        self._groups = feature_layout(
+            encoding.history_steps, encoding.max_lanes, encoding.lane_points, encoding.max_neighbours
+        )
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Predictor:
@@ -119,10 +122,10 @@ class Predictor:
     ) -> Predictor:
         """A baseline (`baselines.BASELINES`) as a Predictor. `train`, a dataset or its directory, fits
         what it fits (cv_fan's probabilities: it needs one) and gives the encoding and the normaliser of
-        the far-out warning; without it, `encoding` or the synthetic defaults. The oracle is refused: it
-        reads the ground-truth mixture, which no planner has."""
-        if name not in BASELINES or name == "oracle":
-            usable = ", ".join(n for n in BASELINES if n != "oracle")
+        the far-out warning; without it, `encoding` or the synthetic defaults. The intent mixture is
+        refused: it reads the ground-truth mixture, which no planner has."""
+        if name not in BASELINES or name == "intent_mixture":
+            usable = ", ".join(n for n in BASELINES if n != "intent_mixture")
             raise TinypredError(f"unknown baseline {name!r}; expected one of {usable}", arg="name")
         if train is None:
             if name == "cv_fan":
@@ -144,6 +147,7 @@ class Predictor:
         lane_type: Any = None,
         lane_is_intersection: Any = None,
         neighbour_mask: Any = None,
+        neighbour_type: Any = None,
     ) -> Forecast:
         """K modes for each of N agents from world-frame arrays (module docstring); modes in the world."""
         scenes = self.world_scenes(
@@ -155,6 +159,7 @@ class Predictor:
             lane_type=lane_type,
             lane_is_intersection=lane_is_intersection,
             neighbour_mask=neighbour_mask,
+            neighbour_type=neighbour_type,
         )
         enc = encode(scenes)
         modes, probs = self.run(enc)

@@ -1,4 +1,4 @@
-"""Baseline predictors: constant velocity and friends, a lane follower, and the oracle.
+"""Baseline predictors: constant velocity and friends, a lane follower, and the intent mixture.
 
 Every predictor reads EncodedScenes (agent frame) and returns a `Prediction` with the same layout as
 the learned model: modes (N, K, T, 2), probs (N, K) and per-step NLL scales. `fit` is given the
@@ -13,10 +13,11 @@ the scenes' own step `enc.dt`: a velocity fitted over steps is converted with it
                  a braking one); probabilities = how often each was the best on the training split
     lane_follow  one mode per lane of the map context, at the current speed, merging onto the lane over
                  the horizon; probabilities by distance to the lane (a Gaussian of 1.75 m, half a lane)
-    oracle       the scene's ground-truth mixture: each intent's nominal future with its probability. It
-                 knows the intents and their odds, not the driver's style, so it is the floor at the level
-                 of intents; a predictor with more modes (K = 6 > M = 3) can spread them over styles too and
-                 beat its minFDE@6 and NLL, as the learned model does
+    intent_mixture  the scene's ground-truth mixture without styles: each intent's nominal future with
+                 its posterior probability. It knows the intents and their odds, not the driver's style,
+                 so it is no floor: a predictor with more modes (K = 6 > M = 3) can spread them over
+                 styles too and beat its minFDE@6 and NLL, as the learned model does. The floor is
+                 `tinypred.predictors.bayes`
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class Baseline:
 
     @staticmethod
     def applies(enc: EncodedScenes) -> bool:
-        """Whether this baseline can predict these samples (every one can, but the oracle)."""
+        """Whether this baseline can predict these samples (every one can, but the intent mixture)."""
         return True
 
     def fit(self, train: EncodedScenes) -> Baseline:
@@ -245,11 +246,11 @@ class LaneFollow(Baseline):
         return _fill_absent(modes, probs, probs > 0), probs
 
 
-class Oracle(Baseline):
+class IntentMixture(Baseline):
     """The ground-truth mixture of each scene: the noise-free future of every intent, with its probability.
     Only synthetic scenes have one."""
 
-    name = "oracle"
+    name = "intent_mixture"
 
     @staticmethod
     def applies(enc: EncodedScenes) -> bool:
@@ -261,13 +262,13 @@ class Oracle(Baseline):
 
 
 BASELINES = {
-    cls.name: cls for cls in (ConstantVelocity, ConstantAcceleration, CTRV, CVFan, LaneFollow, Oracle)
+    cls.name: cls for cls in (ConstantVelocity, ConstantAcceleration, CTRV, CVFan, LaneFollow, IntentMixture)
 }
 
 
 def fit_all(train: EncodedScenes, names: tuple[str, ...] | None = None) -> dict[str, Baseline]:
-    """The baselines in `names` (default: every one that applies to these samples; the oracle needs a
-    ground-truth mixture), fitted on the training split."""
+    """The baselines in `names` (default: every one that applies to these samples; the intent mixture
+    needs a ground-truth mixture), fitted on the training split."""
     if names is None:
         names = tuple(name for name, cls in BASELINES.items() if cls.applies(train))
     unknown = [name for name in names if name not in BASELINES]

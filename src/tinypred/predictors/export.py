@@ -2,10 +2,11 @@
 program (.pt2), each checked against `Predictor.predict_encoded` before it is written.
 
 The graph (`EncodedModel`) reads the encoded arrays, named as in the dataset files, all float32 (masks
-0/1, lane_type the index into LANE_TYPES), with a dynamic batch B:
+0/1, lane_type the index into LANE_TYPES, neighbour_type into OBJECT_TYPES or -1 for an empty slot),
+with a dynamic batch B:
 
     history (B, H, 6)  history_mask (B, H)  lanes (B, L, P, 2)  lane_mask (B, L)  lane_type (B, L)
-    lane_is_intersection (B, L)
+    lane_is_intersection (B, L)  neighbours (B, M, H, 6)  neighbour_mask (B, M, H)  neighbour_type (B, M)
 
 and returns ``modes`` (B, K, T, 2), metres in each agent's frame, and ``probs`` (B, K). The feature
 flattening (`data.encoding.features`) and the normaliser are inside it: nothing else is needed to run
@@ -37,7 +38,7 @@ from pydantic import ValidationError
 from torch import nn
 
 from tinypred.data.encoding import encode
-from tinypred.data.scene_config import LANE_TYPES, SceneConfig
+from tinypred.data.scene_config import LANE_TYPES, OBJECT_TYPES, SceneConfig
 from tinypred.data.scenes import generate
 from tinypred.errors import TinypredError
 from tinypred.fileio import atomic_open
@@ -65,6 +66,7 @@ class EncodedModel(nn.Module):
         self.register_buffer("mean", torch.from_numpy(predictor.loaded.normalizer.mean).clone())
         self.register_buffer("std", torch.from_numpy(predictor.loaded.normalizer.std).clone())
         self.register_buffer("kinds", torch.arange(1, len(LANE_TYPES), dtype=torch.float32))
+        self.register_buffer("agents", torch.arange(len(OBJECT_TYPES), dtype=torch.float32))
 
     def forward(
         self,
@@ -74,11 +76,15 @@ class EncodedModel(nn.Module):
         lane_mask: torch.Tensor,
         lane_type: torch.Tensor,
         lane_is_intersection: torch.Tensor,
+        neighbours: torch.Tensor,
+        neighbour_mask: torch.Tensor,
+        neighbour_type: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         b = history.shape[0]
         # As `features` lays them out; unobserved steps and absent elements count as zeros, whatever
         # they hold, as in the dataset files.
         kinds = (lane_type.unsqueeze(-1) == self.kinds).to(history.dtype) * lane_mask.unsqueeze(-1)
+        agents = (neighbour_type.unsqueeze(-1) == self.agents).to(history.dtype)
         x = torch.cat(
             [
                 (history * history_mask.unsqueeze(-1)).reshape(b, -1),
@@ -87,6 +93,9 @@ class EncodedModel(nn.Module):
                 lane_mask,
                 kinds.reshape(b, -1),
                 lane_is_intersection * lane_mask,
+                (neighbours * neighbour_mask.unsqueeze(-1)).reshape(b, -1),
+                neighbour_mask.reshape(b, -1),
+                agents.reshape(b, -1),
             ],
             1,
         )

@@ -1,6 +1,10 @@
 """The learned predictor: an MLP from the encoded scene to K trajectory modes and their probabilities.
 
-    x (B, D) --[Linear -> norm -> activation -> dropout] x depth--> h (B, W) --Linear--> head
+    x (B, D) = [ target and map (B, D0) | neighbour slots (B, M * (7 H + len(OBJECT_TYPES))) ]
+    each neighbour slot --shared agent encoder: [Linear -> ReLU] x 2--> (B, M, E)
+        --max and mean over the slots present--> (B, 2E)             (zeros when no slot is)
+    [target and map | pooled neighbours] (B, D0 + 2E)
+        --[Linear -> norm -> activation -> dropout] x depth--> h (B, W) --Linear--> head
     head -> modes (B, K, T, 2)   positions in the agent frame, metres
          -> logits (B, K)        mode probabilities = softmax(logits)
          -> scale (B, K, T)      per-step scale of the NLL loss: softplus(raw) + eps; only with scales=True
@@ -8,6 +12,22 @@
 
 The head predicts positions in units of `pos_scale` (T, 2): the per-step spread of the training
 futures, so that every output starts near unit size however far the agent travels by that step.
+
+Why a shared per-agent MLP with max and mean pooling (as in PointNet and VectorNet's set encoders)
+rather than attention: the slots are a set (any order, any number present, all of them possibly
+empty), the pooled vector is the same whichever slot an agent lands in, it costs M small matmuls at a
+planner's batch of one, and it exports to ONNX as plain ops. Max keeps the one agent that matters (the
+lead that brakes), mean how crowded it is. A slot is present when its last history step is observed:
+the normaliser leaves flags as they are, so the mask reads exactly 0 or 1. With
+``ModelConfig(neighbours=False)`` the model ignores the slots (the ablation's row without them).
+
+The probabilities a prediction reports. The classification head learns how often each mode wins, and
+winner-take-all spreads one intent's wins over the several modes that cover its driver styles, so the
+most probable mode is often a lone, less likely branch (at decision points its minFDE@1 was worse than
+constant velocity's). `ModelOutput.probs` therefore reports each mode's probability smoothed over the
+modes whose endpoints lie near it, p'_k ~ sum_j p_j exp(-|e_k - e_j|^2 / r^2) with r =
+``prob_radius`` (2 m, the miss threshold; 0: the plain softmax): the mass a mode covers. The top mode is
+then the model's best single guess. Training reads the logits, never these.
 """
 
 from __future__ import annotations
@@ -19,6 +39,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.nn import functional as F
+
+from tinypred.data.encoding import HISTORY_FEATURES
+from tinypred.data.scene_config import OBJECT_TYPES
 
 SCALE_EPS = 1e-3  # m: the smallest scale, so that a confident mode cannot make the NLL -inf
 
@@ -36,6 +59,9 @@ class ModelConfig(BaseModel):
     norm: Literal["none", "layernorm", "batchnorm"] = "none"
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     init: Literal["kaiming", "xavier", "normal001"] = "kaiming"
+    neighbours: bool = Field(True, description="read the neighbour slots through the agent encoder")
+    agent_width: int = Field(64, ge=1, le=1024, description="E: the agent encoder's width")
+    prob_radius: float = Field(2.0, ge=0, le=100, description="m: smooth the reported probabilities, 0: off")
 
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU, "silu": nn.SiLU}
@@ -44,34 +70,62 @@ NORMS = {"none": lambda w: nn.Identity(), "layernorm": nn.LayerNorm, "batchnorm"
 
 @dataclass
 class ModelOutput:
-    """modes (B, K, T, 2) in metres, logits (B, K), scale (B, K, T) in metres or None (no scale head)."""
+    """modes (B, K, T, 2) in metres, logits (B, K), scale (B, K, T) in metres or None (no scale head);
+    prob_radius: m, how `probs` smooths the mode probabilities (module docstring)."""
 
     modes: torch.Tensor
     logits: torch.Tensor
     scale: torch.Tensor | None
+    prob_radius: float = 0.0
 
     @property
     def probs(self) -> torch.Tensor:
-        return self.logits.softmax(-1)
+        """(B, K) the reported probabilities: the softmax of the logits, smoothed over nearby endpoints."""
+        p = self.logits.softmax(-1)
+        if self.prob_radius <= 0:
+            return p
+        end = self.modes[:, :, -1]
+        near = torch.exp(-(end[:, :, None] - end[:, None]).square().sum(-1) / self.prob_radius**2)
+        covered = (near * p[:, None, :]).sum(-1)
+        return covered / covered.sum(-1, keepdim=True)
 
     def float(self) -> ModelOutput:
         """float32 views (no-ops in float32): a loss computed under bf16 autocast needs the precision."""
-        return ModelOutput(
-            self.modes.float(), self.logits.float(), None if self.scale is None else self.scale.float()
-        )
+        scale = None if self.scale is None else self.scale.float()
+        return ModelOutput(self.modes.float(), self.logits.float(), scale, self.prob_radius)
+
+
+def agent_features(history_steps: int) -> int:
+    """Features per neighbour slot: its H steps of state and mask, and its type one-hot."""
+    return history_steps * (len(HISTORY_FEATURES) + 1) + len(OBJECT_TYPES)
 
 
 class TrajectoryMLP(nn.Module):
-    """K-mode trajectory predictor. `pos_scale` (T, 2) is a buffer, saved with the weights."""
+    """K-mode trajectory predictor. `pos_scale` (T, 2) is a buffer, saved with the weights.
+
+    in_features D ends with `neighbour_slots` slots of `history_steps` steps (the layout of
+    `data.encoding.features`); neighbour_slots = 0: x is the target and the map alone.
+    """
 
     def __init__(
-        self, in_features: int, horizon: int, cfg: ModelConfig | None = None, scales: bool = False
+        self,
+        in_features: int,
+        horizon: int,
+        cfg: ModelConfig | None = None,
+        scales: bool = False,
+        neighbour_slots: int = 0,
+        history_steps: int = 0,
     ) -> None:
         super().__init__()
         cfg = cfg or ModelConfig()
         self.cfg, self.in_features, self.horizon, self.scales = cfg, in_features, horizon, scales
+        self.neighbour_slots, self.history_steps = neighbour_slots, history_steps
+        self.base_features = in_features - neighbour_slots * agent_features(history_steps)
+        if self.base_features < 1:
+            raise ValueError(f"{in_features} features cannot hold {neighbour_slots} neighbour slots")
+        reads_neighbours = cfg.neighbours and neighbour_slots > 0
+        width = self.base_features + (2 * cfg.agent_width if reads_neighbours else 0)
         layers: list[nn.Module] = []
-        width = in_features
         for _ in range(cfg.depth):
             layers += [nn.Linear(width, cfg.width), NORMS[cfg.norm](cfg.width), ACTIVATIONS[cfg.activation]()]
             if cfg.dropout > 0:
@@ -81,13 +135,23 @@ class TrajectoryMLP(nn.Module):
         k, t = cfg.modes, horizon
         self.head = nn.Linear(width, k * t * 2 + k + (k * t if scales else 0))
         self.register_buffer("pos_scale", torch.ones(t, 2))
+        # Registered after the trunk, so that the trunk's layers come first wherever layers are listed.
+        self.agent_encoder: nn.Module | None = None
+        if reads_neighbours:
+            e = cfg.agent_width
+            self.agent_encoder = nn.Sequential(
+                nn.Linear(agent_features(history_steps), e), nn.ReLU(), nn.Linear(e, e), nn.ReLU()
+            )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """Initialise every Linear as configured; biases start at zero (as in the lectures)."""
         gain_of = {"relu": "relu", "gelu": "relu", "silu": "relu", "tanh": "tanh", "sigmoid": "linear"}
         nonlinearity = gain_of[self.cfg.activation]
-        for _, m in self.linear_layers():
+        agents = (
+            [] if self.agent_encoder is None else [m for m in self.agent_encoder if isinstance(m, nn.Linear)]
+        )
+        for m in [layer for _, layer in self.linear_layers()] + agents:
             if self.cfg.init == "kaiming":  # std = gain / sqrt(fan_in): keeps activations' scale
                 nn.init.kaiming_normal_(m.weight, nonlinearity=nonlinearity)
             elif self.cfg.init == "xavier":  # std = gain * sqrt(2 / (fan_in + fan_out))
@@ -100,12 +164,34 @@ class TrajectoryMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
         b, k, t = x.shape[0], self.cfg.modes, self.horizon
+        h = self.trunk_inputs(x)
         # One split, not several slices: its backward writes each part's gradient once instead of
         # zero-filling a full-size buffer per slice.
-        parts = self.head(self.body(x)).split([k * t * 2, k] + ([k * t] if self.scales else []), dim=1)
+        parts = self.head(self.body(h)).split([k * t * 2, k] + ([k * t] if self.scales else []), dim=1)
         modes = parts[0].view(b, k, t, 2) * self.pos_scale
         scale = F.softplus(parts[2].view(b, k, t)) + SCALE_EPS if self.scales else None
-        return ModelOutput(modes, parts[1], scale)
+        return ModelOutput(modes, parts[1], scale, self.cfg.prob_radius)
+
+    def trunk_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, D0 [+ 2E]) what the trunk reads: the target and map features, and the pooled neighbours."""
+        h = x if self.neighbour_slots == 0 else x[:, : self.base_features]
+        if self.agent_encoder is None:
+            return h
+        return torch.cat([h, self._pooled_neighbours(x[:, self.base_features :])], 1)
+
+    def _pooled_neighbours(self, block: torch.Tensor) -> torch.Tensor:
+        """(B, 2E) max and mean of the agent encoder over the slots present; block (B, M * per slot)."""
+        b, m, h = block.shape[0], self.neighbour_slots, self.history_steps
+        f = len(HISTORY_FEATURES)
+        states, mask, kinds = block.split([m * h * f, m * h, m * len(OBJECT_TYPES)], dim=1)
+        mask = mask.view(b, m, h)
+        encoded = self.agent_encoder(torch.cat([states.view(b, m, h * f), mask, kinds.view(b, m, -1)], -1))
+        present = mask[..., -1:] > 0.5  # (B, M, 1): observed now
+        count = present.sum(1)  # (B, 1)
+        top = encoded.masked_fill(~present, float("-inf")).amax(1)
+        top = torch.where(count > 0, top, torch.zeros_like(top))  # no slot present: zeros, not -inf
+        mean = (encoded * present).sum(1) / count.clamp(min=1)
+        return torch.cat([top, mean], 1)
 
     def linear_layers(self) -> list[tuple[str, nn.Linear]]:
         """(name, layer) of every Linear, input to output: the layers the logs and diagnostics report on,
@@ -114,5 +200,10 @@ class TrajectoryMLP(nn.Module):
         return [(f"hidden{j}", m) for j, m in enumerate(hidden, 1)] + [("head", self.head)]
 
     def matmul_params(self) -> int:
-        """Weights that take part in a matmul (biases and norms excluded): for FLOP counts."""
-        return sum(m.weight.numel() for _, m in self.linear_layers())
+        """Weights that take part in a matmul per sample (biases and norms excluded): for FLOP counts.
+        The agent encoder's count once per neighbour slot."""
+        trunk = sum(m.weight.numel() for _, m in self.linear_layers())
+        if self.agent_encoder is None:
+            return trunk
+        agents = sum(m.weight.numel() for m in self.agent_encoder if isinstance(m, nn.Linear))
+        return trunk + self.neighbour_slots * agents

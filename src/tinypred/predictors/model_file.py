@@ -25,7 +25,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as st_save
 
 from tinypred.data.dataset import Dataset
-from tinypred.data.encoding import HISTORY_FEATURES, Normalizer, feature_layout
+from tinypred.data.encoding import HISTORY_FEATURES, Normalizer, feature_count
 from tinypred.data.families import LANE_AHEAD, LANE_BEHIND
 from tinypred.data.scene_config import LANE_TYPES, SceneConfig
 from tinypred.errors import TinypredError
@@ -67,9 +67,7 @@ class EncodingSpec:
     @property
     def features(self) -> int:
         """D: the length of the flat feature vector these shapes make."""
-        return feature_layout(self.history_steps, self.max_lanes, self.lane_points)[
-            "lane_is_intersection"
-        ].stop
+        return feature_count(self.history_steps, self.max_lanes, self.lane_points, self.max_neighbours)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -162,6 +160,8 @@ def save_model(
         "config": json.dumps(train_config),
         "in_features": str(model.in_features),
         "horizon": str(model.horizon),
+        "neighbour_slots": str(model.neighbour_slots),
+        "history_steps": str(model.history_steps),
         "dt": repr(float(dt)),
         "info": json.dumps(info),
     }
@@ -227,12 +227,22 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     """Read a model file written by `save_model`; a damaged or foreign file is a user error."""
     path = Path(path)
     tensors, meta = read_safetensors(path, "tinypred model")
+    if "config" in meta and "neighbour_slots" not in meta:
+        raise TinypredError(
+            f"{path}: written by a tinypred whose models did not read neighbours (before 0.3); "
+            "retrain it with this version"
+        )
     try:
         config = json.loads(meta["config"])
         model_cfg = ModelConfig.model_validate(config["model"])
         loss_cfg = LossConfig.model_validate(config["loss"])
         model = TrajectoryMLP(
-            int(meta["in_features"]), int(meta["horizon"]), model_cfg, scales=loss_cfg.kind == "nll"
+            int(meta["in_features"]),
+            int(meta["horizon"]),
+            model_cfg,
+            scales=loss_cfg.kind == "nll",
+            neighbour_slots=int(meta["neighbour_slots"]),
+            history_steps=int(meta["history_steps"]),
         )
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         normalizer = Normalizer(tensors["normalizer.mean"].numpy(), tensors["normalizer.std"].numpy())

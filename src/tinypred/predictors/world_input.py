@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from tinypred.data.encoding import EncodedScenes
+from tinypred.data.encoding import FEATURE_ARRAYS, EncodedScenes
 from tinypred.data.scene_config import FAMILIES, LANE_TYPES, OBJECT_TYPES
 from tinypred.data.scenes import FOCAL, SceneArrays, Scenes
 from tinypred.errors import TinypredError
@@ -23,7 +23,7 @@ from tinypred.predictors.model_file import EncodingSpec
 MAX_SPEED = 100.0  # m/s: faster is another unit (cm, a wrong dt), not a road agent
 MAX_HEADING = 4 * np.pi  # rad: beyond, headings are degrees
 MOVING = 0.5  # m/s: slower, the direction of motion says nothing about the heading
-ENCODED_INPUTS = ("history", "history_mask", "lanes", "lane_mask", "lane_type", "lane_is_intersection")
+ENCODED_INPUTS = FEATURE_ARRAYS  # what a model reads of a dataset's encoded arrays, in order
 
 
 class InputBuilder:
@@ -44,6 +44,7 @@ class InputBuilder:
         lane_type: Any = None,
         lane_is_intersection: Any = None,
         neighbour_mask: Any = None,
+        neighbour_type: Any = None,
     ) -> Scenes:
         """World-frame `Scenes` of N agents (arrays as in `tinypred.predictors.api`); futures unknown."""
         e = self.spec
@@ -61,16 +62,17 @@ class InputBuilder:
             raise TinypredError("the last step (now) of every agent must be observed", arg="history_mask")
         fill = self._filler(n)
         if neighbours is None:
-            nb, nb_mask = fill["neighbours"], fill["neighbour_mask"]
+            if neighbour_mask is not None or neighbour_type is not None:
+                raise TinypredError("given without neighbours", arg="neighbour_mask/neighbour_type")
+            nb, nb_mask, nb_type = fill["neighbours"], fill["neighbour_mask"], fill["neighbour_type"]
         else:
-            nb, nb_mask = self._neighbours(neighbours, neighbour_mask, n)
+            nb, nb_mask, nb_type = self._neighbours(neighbours, neighbour_mask, neighbour_type, n)
         # float32 or float64 as given, as the generator and the AV2 importer keep them: encode moves them
         # in their own precision, so a dataset's world scenes give exactly the dataset's features.
         keep = lanes is not None and np.asarray(lanes).dtype == np.float32
         lanes, l_mask, l_type, l_int = self._map(
             lanes, lane_mask, lane_type, lane_is_intersection, n=n, dtype=np.float32 if keep else np.float64
         )
-        m = nb.shape[1]
         given = {
             "history": _states(history, mask, e.dt, "history"),
             "history_mask": mask,
@@ -80,8 +82,7 @@ class InputBuilder:
             "lane_is_intersection": l_int,
             "neighbours": nb,
             "neighbour_mask": nb_mask,
-            "neighbour_type": fill["neighbour_type"][:, :m],
-            "neighbour_track_id": fill["neighbour_track_id"][:, :m],
+            "neighbour_type": nb_type,
         }
         return Scenes(**{k: fill[k] for k in Scenes.array_names() if k not in given} | given, dt=e.dt)
 
@@ -96,15 +97,25 @@ class InputBuilder:
             raise TinypredError(f"unknown array {unknown[0]!r}; expected {expected}", arg="arrays")
         if "history" not in arrays:
             raise TinypredError("expected at least history and history_mask", arg="arrays")
+        if "neighbours" in arrays and "neighbour_mask" not in arrays:
+            raise TinypredError("neighbours given without neighbour_mask", arg="arrays")
         e = self.spec
         history = _array(arrays["history"], "history", (e.history_steps, 6), np.float32)
         n = len(history)
         h_mask = _mask(arrays.get("history_mask"), "history_mask", n, (e.history_steps,))
         _finite(history, h_mask, "history")
         lanes, l_mask, l_type, l_int = self._map(
-            *(arrays.get(k) for k in ENCODED_INPUTS[2:]), n=n, dtype=np.float32
+            *(arrays.get(k) for k in ENCODED_INPUTS[2:6]), n=n, dtype=np.float32
         )
         fill = self._filler(n)
+        nb, nb_mask, nb_type = fill["neighbours_enc"], fill["neighbour_mask"], fill["neighbour_type"]
+        if "neighbours" in arrays:
+            m, h = e.max_neighbours, e.history_steps
+            nb = _array(arrays["neighbours"], "neighbours", (m, h, 6), np.float32)
+            nb_mask = _mask(arrays["neighbour_mask"], "neighbour_mask", n, (m, h))
+            nb_type = self._types(arrays.get("neighbour_type"), nb_mask, n, m)
+            _finite(nb, nb_mask, "neighbours")
+            nb = np.where(nb_mask[..., None], nb, np.float32(0))
         given = {
             "history": np.where(h_mask[..., None], history, np.float32(0)),  # as a dataset stores them
             "history_mask": h_mask,
@@ -112,13 +123,18 @@ class InputBuilder:
             "lane_mask": l_mask,
             "lane_type": l_type,
             "lane_is_intersection": l_int,
-            "neighbours": fill["neighbours_enc"],
+            "neighbours": nb,
+            "neighbour_mask": nb_mask,
+            "neighbour_type": nb_type,
         }
         filled = {k: fill[k] for k in EncodedScenes.array_names() if k not in given}
         return EncodedScenes(**filled | given, dt=e.dt)
 
-    def _neighbours(self, neighbours: Any, neighbour_mask: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """World states (N, M', H, 5) and mask (N, M', H) of the neighbours' pasts."""
+    def _neighbours(
+        self, neighbours: Any, neighbour_mask: Any, neighbour_type: Any, n: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """World states (N, M, H, 5), mask (N, M, H) and type (N, M) of the neighbours' pasts, the M'
+        given padded with empty slots to the model's M."""
         e = self.spec
         nb = np.asarray(neighbours)
         shapes = [(e.history_steps, c) for c in (2, 3, 5)]
@@ -131,7 +147,34 @@ class InputBuilder:
         m = nb.shape[1]
         mask = _mask(neighbour_mask, "neighbour_mask", n, (m, e.history_steps))
         flat = _states(nb.reshape(n * m, *nb.shape[2:]), mask.reshape(n * m, -1), e.dt, "neighbours")
-        return flat.reshape(n, m, e.history_steps, 5), mask
+        if nb.dtype == np.float32 and nb.shape[-1] == 5:  # as the generator keeps them: encoded alike
+            flat = flat.astype(np.float32)
+        kinds = self._types(neighbour_type, mask, n, m)
+        pad = e.max_neighbours - m
+        return (
+            np.pad(flat.reshape(n, m, e.history_steps, 5), ((0, 0), (0, pad), (0, 0), (0, 0))),
+            np.pad(mask, ((0, 0), (0, pad), (0, 0))),
+            np.pad(kinds, ((0, 0), (0, pad)), constant_values=-1),
+        )
+
+    @staticmethod
+    def _types(kinds: Any, mask: np.ndarray, n: int, m: int) -> np.ndarray:
+        """(N, M) int8 index into OBJECT_TYPES of each slot (default "vehicle"); -1 where never observed."""
+        present = mask.any(-1)
+        if kinds is None:
+            return np.where(present, OBJECT_TYPES.index("vehicle"), -1).astype(np.int8)
+        kinds = np.asarray(kinds)
+        if (
+            kinds.shape != (n, m)
+            or kinds.dtype.kind not in "iu"
+            or not np.all((kinds[present] >= 0) & (kinds[present] < len(OBJECT_TYPES)))
+        ):
+            raise TinypredError(
+                f"expected ({n}, {m}) indices into OBJECT_TYPES (0-{len(OBJECT_TYPES) - 1}) for the observed "
+                f"slots, got {kinds.dtype} {kinds.shape}",
+                arg="neighbour_type",
+            )
+        return np.where(present, kinds, -1).astype(np.int8)
 
     def _map(
         self, lanes: Any, lane_mask: Any, lane_type: Any, lane_is_intersection: Any, n: int, dtype: type
@@ -197,11 +240,13 @@ class InputBuilder:
                 "lane_mask": np.zeros((n, big_l), bool),
                 "lane_type": np.zeros((n, big_l), np.int8),
                 "lane_is_intersection": np.zeros((n, big_l), bool),
-                "neighbours": np.zeros((n, 0, h, 5)),
-                "neighbours_enc": np.zeros((n, 0, h, 6), np.float32),
-                "neighbour_mask": np.zeros((n, 0, h), bool),
+                "neighbours": np.zeros((n, m, h, 5)),
+                "neighbours_enc": np.zeros((n, m, h, 6), np.float32),
+                "neighbour_mask": np.zeros((n, m, h), bool),
                 "neighbour_type": np.full((n, m), -1, np.int8),
                 "neighbour_track_id": np.full((n, m), ""),
+                "neighbour_future": np.zeros((n, m, t, 2), np.float32),
+                "neighbour_future_mask": np.zeros((n, m, t), bool),
                 "alt_futures": np.zeros((n, 0, t, 2), np.float32),
                 "alt_probs": np.zeros((n, 0), np.float32),
                 "alt_mask": np.zeros((n, 0), bool),
@@ -216,8 +261,6 @@ class InputBuilder:
                 "pose": np.zeros((n, 3)),
                 "scene_id": np.arange(n, dtype=np.int64),
             }
-            fill["neighbour_type"] = fill["neighbour_type"][:, :0]  # no neighbour slots unless given
-            fill["neighbour_track_id"] = fill["neighbour_track_id"][:, :0]
             for a in fill.values():
                 a.flags.writeable = False
             if len(self._fillers) >= 8:  # a planner uses a few batch sizes; keep memory bounded

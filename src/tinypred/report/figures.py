@@ -1,21 +1,31 @@
-"""Figures (matplotlib, no screen needed). Each function draws into a PNG written atomically."""
+"""Figures (matplotlib, no screen needed). Each function draws into a PNG written atomically; one scene
+is drawn into its panel by `scene_figures`."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib import patheffects
+from matplotlib.axes import Axes
 
 from tinypred.data.encoding import EncodedScenes
-from tinypred.data.scene_config import FAMILIES, INTENTS, LANE_TYPES
 from tinypred.fileio import atomic_open
+from tinypred.report.scene_figures import draw_scene
 
-ALT_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c")
+
+class Modes(Protocol):
+    """What a prediction shows in a picture: modes (N, K, T, 2) and their probabilities (N, K)."""
+
+    @property
+    def modes(self) -> np.ndarray: ...
+
+    @property
+    def probs(self) -> np.ndarray: ...
 
 
 def save(fig: plt.Figure, path: str | Path) -> Path:
@@ -24,194 +34,6 @@ def save(fig: plt.Figure, path: str | Path) -> Path:
         fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     return Path(path)
-
-
-ELEMENT_STYLE = {  # map element type -> colour, line width
-    "lane": ("0.75", 1.2),
-    "stop_line": ("crimson", 3.0),
-    "bike_lane": ("#8fbc8f", 1.2),
-    "bus_lane": ("#d2a24c", 1.2),
-}
-NEIGHBOUR_RANGE = 40.0  # m: neighbours whose last position is this close widen the view
-
-
-def draw_scene(
-    ax: plt.Axes,
-    enc: EncodedScenes,
-    i: int,
-    modes: np.ndarray | None = None,
-    probs: np.ndarray | None = None,
-    extra: dict[str, np.ndarray] | None = None,
-) -> None:
-    """Sample i in its agent frame, the way people look at Argoverse 2: the map elements (intersection
-    lanes dashed), the neighbours' pasts, the target's observed past and its future where known, the
-    ground-truth alternatives where there is a mixture, and optionally predicted modes (K, T, 2) with
-    probabilities (K,) and other single trajectories by name (T, 2). A stop-or-go scene is drawn as
-    distance over time instead (`draw_progress`): from above, stopping and going lie on one line."""
-    if FAMILIES[enc.family[i]] == "stop_or_go":
-        draw_progress(ax, enc, i, modes, probs, extra)
-        return
-    for lane, ok, kind, crossing in zip(
-        enc.lanes[i], enc.lane_mask[i], enc.lane_type[i], enc.lane_is_intersection[i], strict=True
-    ):
-        if ok:
-            colour, width = ELEMENT_STYLE[LANE_TYPES[kind]]
-            ax.plot(*lane.T, color=colour, lw=width, ls="--" if crossing else "-", zorder=1)
-    near = []  # the pasts of the neighbours close enough to frame
-    for m in np.flatnonzero(enc.neighbour_mask[i].any(-1)):
-        past = enc.neighbours[i, m, enc.neighbour_mask[i, m], :2]
-        label = "neighbours" if m == 0 else None
-        ax.plot(*past.T, color="steelblue", lw=1, alpha=0.7, zorder=2, label=label)
-        ax.plot(*past[-1], "o", color="steelblue", ms=3, zorder=2)
-        if np.linalg.norm(past[-1]) < NEIGHBOUR_RANGE:
-            near.append(past)
-    for m in np.flatnonzero(enc.alt_mask[i]):
-        ax.plot(
-            *enc.alt_futures[i, m].T,
-            ls=":",
-            lw=1.5,
-            color=ALT_COLOURS[m],
-            zorder=2,
-            label=f"{INTENTS[enc.alt_intent[i, m]]} p={enc.alt_probs[i, m]:.2f}",
-        )
-    history = enc.history[i, enc.history_mask[i], :2]
-    future = enc.future[i, enc.future_mask[i]]
-    ax.plot(*history.T, "k.-", ms=2.5, lw=1, label="history", zorder=3)
-    if modes is not None:
-        weights = probs if probs is not None else np.full(len(modes), 1 / len(modes))
-        for k, (mode, p) in enumerate(zip(modes, weights, strict=True)):
-            ax.plot(
-                *mode.T,
-                color="purple",
-                alpha=float(0.25 + 0.75 * p / max(weights.max(), 1e-9)),
-                lw=1.5,
-                label="modes (p at the end)" if k == weights.argmax() else None,
-                zorder=4,
-            )
-    for name, traj in (extra or {}).items():
-        ax.plot(*traj.T, lw=1.2, ls="--", label=name, zorder=4)
-    if len(future):  # on top of everything, outlined: the answer must stay visible under the modes
-        ax.plot(
-            *future.T,
-            color="green",
-            lw=2.5,
-            label="future (ground truth)",
-            zorder=6,
-            path_effects=[patheffects.Stroke(linewidth=4, foreground="white"), patheffects.Normal()],
-        )
-        ax.plot(*future[-1], "*", color="green", ms=8, mec="white", mew=0.6, zorder=6)
-    # Zoom to the motion (not the whole map, nor modes of almost no probability) and the neighbours
-    # close by: a square around them, 4 m of margin.
-    pts = [history, future, enc.alt_futures[i][enc.alt_mask[i]].reshape(-1, 2), *near]
-    if modes is not None:
-        pts.append(modes[weights >= 0.02].reshape(-1, 2))
-    pts = np.concatenate(pts + [np.reshape(t, (-1, 2)) for t in (extra or {}).values()])
-    lo, hi = pts.min(0), pts.max(0)
-    if modes is not None:  # room on the right for the probability labels
-        hi = hi + np.array([0.15 * (hi - lo).max(), 0.0])
-    centre, half = (lo + hi) / 2, (hi - lo).max() / 2 + 4.0
-    ax.set_xlim(centre[0] - half, centre[0] + half)
-    ax.set_ylim(centre[1] - half, centre[1] + half)
-    ax.set_aspect("equal", adjustable="box")
-    if modes is not None:
-        _probability_labels(ax, modes[:, -1], weights, gap=0.1 * half, dx=0.08 * half)
-    recorded = FAMILIES[enc.family[i]] == "recorded"
-    title = (
-        f"{enc.scenario_id[i]} / track {enc.track_id[i]}"
-        if recorded
-        else f"{FAMILIES[enc.family[i]]} #{enc.scene_id[i]}"
-    )
-    ax.set_title(title, fontsize=8)
-    ax.set_xlabel("x along the heading (m)", fontsize=7)
-    ax.set_ylabel("y to the left (m)", fontsize=7)
-    ax.tick_params(labelsize=6)
-
-
-def draw_progress(
-    ax: plt.Axes,
-    enc: EncodedScenes,
-    i: int,
-    modes: np.ndarray | None = None,
-    probs: np.ndarray | None = None,
-    extra: dict[str, np.ndarray] | None = None,
-) -> None:
-    """Sample i as distance along its heading (m) over time (s): the past at t <= 0, the future, the
-    alternatives, the modes and the stop lines (horizontal), same styles as `draw_scene`."""
-    dt, h = enc.dt, enc.history.shape[1]
-    past_t = dt * (np.arange(h) - (h - 1))
-    t = dt * np.arange(1, enc.future.shape[1] + 1)
-    for lane, ok, kind in zip(enc.lanes[i], enc.lane_mask[i], enc.lane_type[i], strict=True):
-        if ok and LANE_TYPES[kind] == "stop_line":
-            ax.axhline(lane[:, 0].mean(), color="crimson", lw=2, label="stop line", zorder=1)
-    for m in np.flatnonzero(enc.alt_mask[i]):
-        label = f"{INTENTS[enc.alt_intent[i, m]]} p={enc.alt_probs[i, m]:.2f}"
-        ax.plot(t, enc.alt_futures[i, m, :, 0], ls=":", lw=1.5, color=ALT_COLOURS[m], zorder=2, label=label)
-    seen = enc.history_mask[i]
-    ax.plot(past_t[seen], enc.history[i, seen, 0], "k.-", ms=2.5, lw=1, label="history", zorder=3)
-    if modes is not None:
-        weights = probs if probs is not None else np.full(len(modes), 1 / len(modes))
-        for k, (mode, p) in enumerate(zip(modes, weights, strict=True)):
-            alpha = float(0.25 + 0.75 * p / max(weights.max(), 1e-9))
-            label = "modes (p at the end)" if k == weights.argmax() else None
-            ax.plot(t, mode[:, 0], color="purple", alpha=alpha, lw=1.5, label=label, zorder=4)
-    for name, traj in (extra or {}).items():
-        ax.plot(t, traj[:, 0], lw=1.2, ls="--", label=name, zorder=4)
-    known = enc.future_mask[i]
-    if known.any():
-        outline = [patheffects.Stroke(linewidth=4, foreground="white"), patheffects.Normal()]
-        future = enc.future[i, known, 0]
-        ax.plot(
-            t[known],
-            future,
-            color="green",
-            lw=2.5,
-            label="future (ground truth)",
-            zorder=6,
-            path_effects=outline,
-        )
-    ax.set_xlim(past_t[0], t[-1] * 1.25)  # room on the right for the probability labels
-    # Zoom to the motion, not to modes of almost no probability (as `draw_scene` does).
-    shown = [
-        enc.history[i, seen, 0],
-        enc.future[i, known, 0],
-        enc.alt_futures[i, enc.alt_mask[i], :, 0].ravel(),
-    ]
-    shown += [np.ravel(traj[:, 0]) for traj in (extra or {}).values()]
-    if modes is not None:
-        shown.append(modes[weights >= 0.02, :, 0].ravel())
-    y = np.concatenate(shown)
-    margin = 0.08 * (y.max() - y.min()) + 1.0
-    ax.set_ylim(y.min() - margin, y.max() + margin)
-    if modes is not None:
-        lo, hi = ax.get_ylim()
-        ends = np.stack([np.full(len(modes), t[-1]), modes[:, -1, 0]], -1)
-        _probability_labels(ax, ends, weights, gap=0.05 * (hi - lo), dx=0.04 * (t[-1] - past_t[0]))
-    ax.set_title(f"{FAMILIES[enc.family[i]]} #{enc.scene_id[i]} (distance over time)", fontsize=8)
-    ax.set_xlabel("time (s; 0 = now)", fontsize=7)
-    ax.set_ylabel("distance along the heading (m)", fontsize=7)
-    ax.tick_params(labelsize=6)
-    ax.grid(alpha=0.3)
-
-
-def _probability_labels(ax: plt.Axes, ends: np.ndarray, probs: np.ndarray, gap: float, dx: float) -> None:
-    """Each mode's probability `dx` to the right of its endpoint ends (K, 2), pushed apart vertically so
-    that no two labels are closer than `gap` (data units), with a thin leader back to the endpoint."""
-    order = np.argsort(ends[:, 1])
-    ys = ends[order, 1].copy()
-    for j in range(1, len(ys)):  # upwards pass: each label at least `gap` above the one below
-        ys[j] = max(ys[j], ys[j - 1] + gap)
-    ys -= (ys - ends[order, 1]).mean()  # then re-centre the column on the endpoints
-    for j, k in enumerate(order):
-        ax.annotate(
-            f"{probs[k]:.2f}",
-            ends[k],
-            xytext=(ends[k, 0] + dx, ys[j]),
-            fontsize=6,
-            color="purple",
-            va="center",
-            zorder=5,
-            arrowprops={"arrowstyle": "-", "color": "purple", "lw": 0.4, "alpha": 0.6},
-        )
 
 
 def scene_grid(
@@ -236,7 +58,8 @@ def scene_grid(
         ax.axis("off")
     fig.suptitle(
         "Samples in their agent frames: lanes (grey; dashed in an intersection), stop lines and crossings "
-        "(red), neighbours (blue), ground-truth alternatives (dotted); stop-or-go as distance over time",
+        "(red), neighbours (blue; dashed: what they drove next), ground-truth alternatives (dotted); "
+        "stop-or-go as distance over time",
         fontsize=9,
     )
     fig.tight_layout(rect=(0, 0, 1, 0.96))  # room for the title; no row's labels under the next's title
@@ -329,15 +152,131 @@ def gallery(
 
 
 def ablation_bars(rows: list[dict], path: str | Path) -> Path:
-    """minFDE@6, MR@6 and mode spread at decision points, one bar per ablation run."""
+    """minFDE@6, MR@6 and mode spread at decision points, one bar per ablation run, and minFDE@6 on the
+    interactive scenes where every run has them (where the run blind to its neighbours pays)."""
     names = [r["name"] for r in rows]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
-    for ax, metric in zip(axes, ("minFDE@6", "MR@6", "mode_spread"), strict=True):
-        values = [r["decision"][metric] for r in rows]
+    panels = [("decision", "minFDE@6"), ("decision", "MR@6"), ("decision", "mode_spread")]
+    if rows and all("interactive" in r for r in rows):
+        panels.append(("interactive", "minFDE@6"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.7 * len(panels), 3.8), squeeze=False)
+    for ax, (part, metric) in zip(axes[0], panels, strict=True):
+        values = [r[part][metric] for r in rows]
         ax.bar(range(len(names)), values, color=[f"C{i}" for i in range(len(names))])
         ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=7)
-        ax.set_title(f"{metric} at decision points")
+        ax.set_title(f"{metric} {'at decision points' if part == 'decision' else 'on interactive scenes'}")
         ax.set_ylabel("fraction of samples" if metric == "MR@6" else "m")
         ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     return save(fig, path)
+
+
+FLOOR_SLICES = {  # the slices `floor_bars` draws, and how a reader knows them
+    "decision": "decision points (the target's own choice)",
+    "interactive": "interactive scenes (the neighbours decide)",
+    "other": "other scenes",
+}
+FLOOR_METRICS = ("minFDE@6", "minFDE@1")  # @6 beside @1: each against its own floor
+
+
+def floor_bars(
+    expected: dict[str, dict[str, dict[str, float]]],
+    floor: dict[str, dict[str, dict[str, float]]],
+    path: str | Path,
+) -> Path:
+    """Per slice (decision, interactive, other; a row each), minFDE@6 and minFDE@1 side by side: each
+    predictor's expected value over held-out futures (`expected`: name -> slice -> metric) as bars, the
+    bayes floor (`floor`: slice -> metric -> value, se, mc_se) as a dashed line in its Monte-Carlo band,
+    and above each bar its ratio to the floor. Other slices (all, family/...) are not drawn."""
+    parts = [part for part in FLOOR_SLICES if part in floor]
+    names = list(expected)
+    # One colour per predictor in every panel; bayes grey, as the floor it equals, and no other grey.
+    palette = [f"C{j}" for j in range(10) if j != 7]
+    colours = ["0.6" if name == "bayes" else palette[j % len(palette)] for j, name in enumerate(names)]
+    fig, axes = plt.subplots(max(1, len(parts)), 2, figsize=(12, 3.6 * max(1, len(parts))), squeeze=False)
+    if not parts:
+        for ax in axes.flat:
+            ax.axis("off")
+        axes[0, 0].text(0, 0.5, "no decision, interactive or other scenes: no floor to draw")
+    for row, part in zip(axes, parts, strict=False):
+        for ax, metric in zip(row, FLOOR_METRICS, strict=True):
+            f = floor[part][metric]
+            x = np.arange(len(names))
+            values = np.array([expected[n].get(part, {}).get(metric, np.nan) for n in names], float)
+            ax.bar(x, values, color=colours, width=0.7)
+            ax.axhspan(
+                f["value"] - f["mc_se"],
+                f["value"] + f["mc_se"],
+                color="k",
+                alpha=0.18,
+                lw=0,
+                label=f"± Monte-Carlo se ({f['mc_se']:.3f} m)",
+            )
+            ax.axhline(f["value"], color="k", ls="--", lw=1.2, label=f"bayes floor {f['value']:.2f} m")
+            for xi, v in zip(x, values, strict=True):
+                if np.isfinite(v) and f["value"] > 0:
+                    ax.annotate(
+                        f"{v / f['value']:.2f}×",
+                        (xi, v),
+                        xytext=(0, 2),
+                        textcoords="offset points",
+                        ha="center",
+                        va="bottom",
+                        fontsize=6.5,
+                    )
+            top = np.nanmax(np.r_[values, f["value"]])
+            ax.set_ylim(0, 1.15 * top if np.isfinite(top) and top > 0 else 1.0)  # room for the ratios
+            ax.set_xticks(x, names, rotation=30, ha="right", fontsize=7)
+            ax.set_ylabel(f"expected {metric} (m)", fontsize=8)
+            ax.set_title(f"{metric}, {FLOOR_SLICES[part]}", fontsize=9)
+            ax.grid(alpha=0.3, axis="y")
+            ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle(
+        "Expected minFDE over held-out futures of the true distribution, against the best achievable "
+        "(dashed: the bayes floor); above each bar its ratio to the floor. @6 against the @6 floor, "
+        "@1 against the @1 floor.",
+        fontsize=9,
+    )
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    return save(fig, path)
+
+
+def neighbour_effect(
+    scenes: EncodedScenes, idx: np.ndarray, seeing: Modes, blind: Modes, path: str | Path
+) -> Path:
+    """One row per scene of idx: the modes of the model that reads the neighbours (`seeing`: .modes
+    (N, K, T, 2), .probs (N, K) on all of `scenes`) and of the one blind to them (`blind`), each over the
+    same scene drawn by `draw_scene` (the neighbours' pasts and futures), in the same view."""
+    rows = max(1, len(idx))
+    fig, axes = plt.subplots(rows, 2, figsize=(10, 4.3 * rows), squeeze=False)
+    if not len(idx):
+        for ax in axes.flat:
+            ax.axis("off")
+        axes[0, 0].text(0, 0.5, "no scenes to show")
+    for (left, right), i in zip(axes, np.asarray(idx, int), strict=False):
+        for ax, pred, who in (
+            (left, seeing, "model reading its neighbours"),
+            (right, blind, "model blind to its neighbours"),
+        ):
+            draw_scene(ax, scenes, int(i), pred.modes[i], pred.probs[i])
+            ax.set_title(f"{ax.get_title()}: {who}{_fde_note(scenes, int(i), pred.modes[i])}", fontsize=8)
+            ax.legend(fontsize=5.5, loc="best")
+        # One view for both panels, the union of the two: the predictions compare point for point.
+        for get, put in ((Axes.get_xlim, Axes.set_xlim), (Axes.get_ylim, Axes.set_ylim)):
+            lims = np.array([get(left), get(right)])
+            for ax in (left, right):
+                put(ax, lims[:, 0].min(), lims[:, 1].max())
+    fig.suptitle(
+        "The same scene, two models: left reads the other agents, right does not see them "
+        "(neighbours' pasts solid, what they drove next dashed; purple: the modes; green: the truth)",
+        fontsize=9,
+    )
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    return save(fig, path)
+
+
+def _fde_note(scenes: EncodedScenes, i: int, modes: np.ndarray) -> str:
+    """The title's note on modes (K, T, 2) for sample i: their minFDE, or nothing when the end is unknown."""
+    if not scenes.future_mask[i, -1]:
+        return ""
+    best = np.linalg.norm(modes[:, -1] - scenes.future[i, -1], axis=-1).min()
+    return f", minFDE@{len(modes)} {best:.2f} m"

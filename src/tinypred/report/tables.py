@@ -51,7 +51,7 @@ def summary_table(title: str, rows: list[dict]) -> Table:
 def metrics_table(
     title: str,
     results: dict[str, dict[str, dict[str, float]]],
-    slices: tuple[str, ...] = ("all", "decision", "other"),
+    slices: tuple[str, ...] = ("all", "decision", "interactive", "other"),
 ) -> Table:
     """One row per (predictor, slice) of `evaluate_scenes` tables by predictor, one column per metric."""
     table = _table(title, ("predictor", "slice", *METRICS), ("predictor", "slice"))
@@ -65,6 +65,17 @@ def metrics_table(
                     *(f"{row[m]:.3f}" if m.startswith("MR") else f"{row[m]:.2f}" for m in METRICS),
                 )
         table.add_section()
+    return table
+
+
+def floor_table(title: str, floor: dict[str, dict[str, dict[str, float]]]) -> Table:
+    """`predictors.bayes.BayesFloor.floor`: per slice, each metric's floor with its Monte-Carlo error."""
+    table = _table(title, ("slice", *METRICS), ("slice",))
+    for name, by_metric in floor.items():
+        if not name.startswith("family/"):
+            table.add_row(
+                name, *(f"{by_metric[m]['value']:.3f} ± {by_metric[m]['mc_se']:.3f}" for m in METRICS)
+            )
     return table
 
 

@@ -47,6 +47,8 @@ def build_model(ds: Dataset, cfg: TrainConfig, **model_updates: Any) -> Trajecto
         ds.shapes["T"],
         cfg.model.model_copy(update=model_updates),
         scales=cfg.loss.kind == "nll",
+        neighbour_slots=ds.shapes["M"],
+        history_steps=ds.shapes["H"],
     )
     train = ds.train
     if isinstance(train, ShardedScenes):  # shard by shard: a mapped split is never read whole

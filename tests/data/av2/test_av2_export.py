@@ -132,7 +132,9 @@ def test_one_folder_per_scenario_with_the_exact_columns_and_dtypes(exported):
     enc, out, summary = exported
     ids = set(enc.scenario_id.tolist())
     assert {p.name for p in out.iterdir() if p.is_dir()} == ids
-    assert summary["scenarios"] == len(ids) == summary["tracks"] and summary["split"] == "test"
+    others = int(enc.neighbour_mask.any(-1).sum())  # the interactive scenes' other agents, a track each
+    assert others > 0 and summary["split"] == "test"
+    assert summary["scenarios"] == len(ids) and summary["tracks"] == len(ids) + others
     assert json.loads((out / MANIFEST).read_text())["scenarios"] == len(ids)
     for sid in ids:
         assert sorted(p.name for p in (out / sid).iterdir()) == sorted(scenario_files(sid))
@@ -149,12 +151,15 @@ def test_scenarios_read_back_in_the_city_frame(exported):
     hist_vel = np.stack([c * vx - s * vy, s * vx + c * vy], -1)
     hist_heading = np.arctan2(enc.history[..., 4], enc.history[..., 5]) + enc.pose[:, 2:3]
     step = np.diff(np.concatenate([hist[:, -1:], fut], 1), axis=1)
+    nb_hist = to_world(enc.neighbours[..., :2], enc.pose)
+    nb_fut = to_world(enc.neighbour_future, enc.pose)
     for i in range(len(enc)):
         sid = enc.scenario_id[i]
         sc = read_scenario(out / sid / scenario_files(sid)[0])
         assert sc["scenario_id"] == sid and sc["focal_track_id"] == "focal" and sc["city_name"] == "synthetic"
         np.testing.assert_allclose(sc["timestamps_ns"], np.arange(h + t) * dt * 1e9)
-        (track,) = sc["tracks"].values()
+        track = sc["tracks"]["focal"]
+        assert len(sc["tracks"]) == 1 + enc.neighbour_mask[i].any(-1).sum()
         assert track["category"] == 3 and track["object_type"] == OBJECT_TYPES[enc.object_type[i]]
         np.testing.assert_array_equal(track["timestep"], np.arange(h + t))
         np.testing.assert_array_equal(track["observed"], np.arange(h + t) < h)
@@ -166,6 +171,11 @@ def test_scenarios_read_back_in_the_city_frame(exported):
         moving = np.linalg.norm(step[i], axis=-1) > 1e-2
         direction = np.arctan2(step[i][moving, 1], step[i][moving, 0])
         np.testing.assert_allclose(wrapped(track["heading"][h:][moving] - direction), 0, atol=1e-4)
+        for m in np.flatnonzero(enc.neighbour_mask[i].any(-1)):  # the neighbours, past and future
+            other = sc["tracks"][enc.neighbour_track_id[i, m]]
+            assert other["category"] == 1 and len(other["timestep"]) == h + t
+            np.testing.assert_allclose(other["position"][:h], nb_hist[i, m], atol=1e-3)
+            np.testing.assert_allclose(other["position"][h:], nb_fut[i, m], atol=1e-3)
 
 
 def test_maps_read_back_with_every_key_and_the_lanes_of_the_dataset(exported):

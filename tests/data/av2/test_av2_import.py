@@ -226,7 +226,7 @@ def test_a_test_split_has_no_futures_and_cannot_be_evaluated(tmp_path):
     assert set(meta) == set(dataset.meta_of(ds)) | {"splits"}
     assert report["normalization"] == "fitted on the 6 training samples"
     baselines = fit_all(ds.train)
-    assert "oracle" not in baselines and "lane_follow" in baselines  # no mixture to be an oracle of
+    assert "intent_mixture" not in baselines and "lane_follow" in baselines  # no mixture to read
     for baseline in baselines.values():
         assert np.isfinite(evaluate_scenes(baseline.predict(ds.val), ds.val)["all"]["minADE@6"])
         assert baseline.predict(ds.test).modes.shape[:1] == (3,)  # predicted, never scored

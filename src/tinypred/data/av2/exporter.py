@@ -138,7 +138,9 @@ def scenario_table(enc: EncodedScenes, has_future: bool) -> pa.Table:
     h, t = enc.history.shape[1], enc.future.shape[1]
     hist_xy, hist_heading, hist_vel = _world_states(enc.history, enc.pose)
     fut_xy = to_world(enc.future, enc.pose)
-    fut_heading, fut_vel = _finite_differences(hist_xy[:, -1], hist_heading[:, -1], fut_xy, enc)
+    fut_heading, fut_vel = _finite_differences(
+        hist_xy[:, -1], hist_heading[:, -1], fut_xy, enc.future_mask, enc.dt
+    )
     xy = np.concatenate([hist_xy, fut_xy], 1)
     heading = np.concatenate([hist_heading, fut_heading], 1)
     vel = np.concatenate([hist_vel, fut_vel], 1)
@@ -151,7 +153,14 @@ def scenario_table(enc: EncodedScenes, has_future: bool) -> pa.Table:
     first = np.sort(first[~np.isin(slot_ids[first], enc.track_id)])
     slot_sample, slot, slot_ids = slot_sample[first], slot[first], slot_ids[first]
     n_xy, n_heading, n_vel = _world_states(enc.neighbours[slot_sample, slot], enc.pose[slot_sample])
-    track, n_step = np.nonzero(enc.neighbour_mask[slot_sample, slot])
+    n_seen = enc.neighbour_mask[slot_sample, slot]
+    if has_future:  # their futures too, as a recorded scenario has them
+        nf_xy = to_world(enc.neighbour_future[slot_sample, slot], enc.pose[slot_sample])
+        nf_seen = enc.neighbour_future_mask[slot_sample, slot]
+        nf_heading, nf_vel = _finite_differences(n_xy[:, -1], n_heading[:, -1], nf_xy, nf_seen, enc.dt)
+        n_xy, n_heading = np.concatenate([n_xy, nf_xy], 1), np.concatenate([n_heading, nf_heading], 1)
+        n_vel, n_seen = np.concatenate([n_vel, nf_vel], 1), np.concatenate([n_seen, nf_seen], 1)
+    track, n_step = np.nonzero(n_seen)
 
     types = np.array(OBJECT_TYPES)
     steps = np.concatenate([step, n_step])
@@ -204,18 +213,18 @@ def _world_states(states: np.ndarray, pose: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def _finite_differences(
-    start: np.ndarray, start_heading: np.ndarray, future: np.ndarray, enc: EncodedScenes
+    start: np.ndarray, start_heading: np.ndarray, future: np.ndarray, mask: np.ndarray, dt: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Headings (S, T) and velocities (S, T, 2) of world futures (S, T, 2) where enc.future_mask: the
+    """Headings (S, T) and velocities (S, T, 2) of world futures (S, T, 2) where mask (S, T): the
     displacement from the previous known position (the last observed one, start (S, 2), before the
-    first) over the time between them. Standing still, a step keeps the heading before it."""
-    s, t = enc.future_mask.shape
+    first) over the time between them, dt s a step. Standing still, a step keeps the heading before it."""
+    s, t = mask.shape
     z = as_complex(np.concatenate([start[:, None], future], 1))  # (S, T + 1), step 0 the last observed
-    known = np.concatenate([np.ones((s, 1), bool), enc.future_mask], 1)
+    known = np.concatenate([np.ones((s, 1), bool), mask], 1)
     index = np.arange(t + 1)
     before = np.maximum.accumulate(np.where(known, index, 0), 1)[:, :-1]  # last known step before each
     disp = z[:, 1:] - np.take_along_axis(z, before, 1)
-    vel = disp / ((index[1:] - before) * enc.dt)
+    vel = disp / ((index[1:] - before) * dt)
     moved = np.concatenate([np.ones((s, 1), bool), known[:, 1:] & (np.abs(disp) > STILL)], 1)
     headings = np.concatenate([start_heading[:, None], np.angle(disp)], 1)
     last_moved = np.maximum.accumulate(np.where(moved, index, 0), 1)

@@ -34,7 +34,7 @@ from tinypred.data.av2.schema import (
     scenario_files,
 )
 from tinypred.data.dataset import SPLITS, dataset_meta, shapes_of
-from tinypred.data.encoding import EncodedScenes, Normalizer, encode, feature_layout
+from tinypred.data.encoding import EncodedScenes, Normalizer, encode, feature_count
 from tinypred.data.scene_config import FAMILIES, MAX_ALTERNATIVES
 from tinypred.data.scenes import Scenes
 from tinypred.data.store import SHARD_SIZE, DatasetWriter
@@ -125,9 +125,11 @@ def build_samples(
     lane_is_intersection = np.zeros((n, lanes), bool)
     lane_is_intersection[:, :shown] = map_elements.is_intersection[nearest]
 
-    future_xy = (
-        sc.positions[targets, last + 1 : last + 1 + future] if has_future else np.zeros((n, future, 2))
-    )
+    # Every track's future (the targets' to score, the neighbours' to draw); unknown in a test split.
+    k = len(sc.track_ids)
+    ahead_xy = sc.positions[:, last + 1 : last + 1 + future] if has_future else np.zeros((k, future, 2))
+    ahead_seen = sc.valid[:, last + 1 : last + 1 + future] if has_future else np.zeros((k, future), bool)
+    future_xy = ahead_xy[targets]
     scenes = Scenes(
         history=states[targets],
         history_mask=seen[targets],
@@ -141,6 +143,8 @@ def build_samples(
         neighbour_mask=seen[slot] & present[..., None],
         neighbour_type=np.where(present, sc.object_type[slot], -1).astype(np.int8),
         neighbour_track_id=np.where(present, sc.track_ids[slot], ""),
+        neighbour_future=np.where(present[..., None, None], ahead_xy[slot], 0.0),
+        neighbour_future_mask=ahead_seen[slot] & present[..., None],
         # Recorded scenes: no ground-truth mixture, every slot empty.
         alt_futures=np.zeros((n, A, future, 2), np.float32),
         alt_probs=np.zeros((n, A)),
@@ -330,7 +334,7 @@ def import_av2(
             normalizer = writer.train_moments.normalizer()
             report["normalization"] = f"fitted on the {writer.train_moments.count} training samples"
         else:
-            d = feature_layout(history, lanes, lane_points)["lane_is_intersection"].stop
+            d = feature_count(history, lanes, lane_points, neighbours)
             normalizer = Normalizer(np.zeros(d, np.float32), np.ones(d, np.float32))
             report["normalization"] = "identity (mean 0, std 1): no training samples to fit it on"
         report["skipped_targets"] = dict(report["skipped_targets"])
