@@ -246,10 +246,12 @@ def generate_with_resamplers(
         [out["hist_z"].real, out["hist_z"].imag, out["hist_heading"], velocity.real, velocity.imag], -1
     )
     nb = out["nb_mask"]
-    nb_velocity = out["nb_speed"] * np.exp(1j * out["nb_heading"])
-    neighbours = np.stack(
-        [out["nb_z"].real, out["nb_z"].imag, out["nb_heading"], nb_velocity.real, nb_velocity.imag], -1
-    )
+    # Only the scenes with other agents (the interactive families) have neighbours to assemble.
+    rows = np.flatnonzero(nb.any(1))
+    neighbours = np.zeros((n, M, H, 5), np.float32)
+    z, heading = out["nb_z"][rows], out["nb_heading"][rows]
+    velocity = out["nb_speed"][rows] * np.exp(1j * heading)
+    neighbours[rows] = np.stack([z.real, z.imag, heading, velocity.real, velocity.imag], -1)
     slot_names = np.arange(1, M + 1).astype("U")  # track ids within a scene; the target is "focal"
     scenes = Scenes(
         history=history,
@@ -332,8 +334,6 @@ def _fill(cfg: SceneConfig, rng: np.random.Generator, out: dict[str, np.ndarray]
         ("future", None),
         ("lanes", "lane_mask"),
         ("alt_futures", "alt_mask"),
-        ("nb_z", "nb_mask"),
-        ("nb_future", "nb_mask"),
     ):
         z = out[key]
         extra = (1,) * (z.ndim - 1)
@@ -347,14 +347,17 @@ def _fill(cfg: SceneConfig, rng: np.random.Generator, out: dict[str, np.ndarray]
         np.exp(1j * (out["hist_heading"] + angle[:, None]))
     )  # wrap to (-pi, pi]
 
-    # The other agents' pasts are observed like the target's. Drawn last, so that a config without
-    # interactive families draws exactly the numbers it always did.
+    # The other agents' pasts are observed like the target's, and move to the same world pose. Drawn
+    # last, so that a config without interactive families draws exactly the numbers it always did.
     rows = np.flatnonzero(out["nb_mask"].any(1))
     if len(rows):
         seen = out["nb_mask"][rows][..., None]
         shape = out["nb_speed"][rows].shape
+        turn_r = turn[rows, None, None].astype(np.complex64)
+        shift_r = shift[rows, None, None].astype(np.complex64)
         noise = cfg.pos_noise * (rng.standard_normal(shape) + 1j * rng.standard_normal(shape))
-        out["nb_z"][rows] += noise * seen
+        out["nb_z"][rows] = ((out["nb_z"][rows] + noise) * turn_r + shift_r) * seen
+        out["nb_future"][rows] = (out["nb_future"][rows] * turn_r + shift_r) * seen
         heading = (
             out["nb_heading"][rows] + angle[rows, None, None] + cfg.heading_noise * rng.standard_normal(shape)
         )
