@@ -2,11 +2,12 @@
 
 `metrics` holds pure vectorised functions on arrays (pred (N, K, T, 2), probs (N, K), gt (N, T, 2)),
 as in the Argoverse 2 benchmark; `scales` fits each predictor's per-step NLL scale by maximum
-likelihood; `tables` scores a prediction on encoded scenes overall, at decision points and per family;
+likelihood; `slices` names the slices a table reports (decision, interactive, other, per family);
+`tables` scores a prediction on encoded scenes per slice;
 `averaging` measures mode averaging; `floor` solves for the predictions that minimise each metric's
 expectation over sampled futures (the `bayes` floor). May import the shared utilities and
 `tinypred.data` (for the scenes a table is sliced by); `metrics` itself imports nothing of tinypred
-but errors, geometry and the AV2 rule for probabilities that sum to 1
+but errors, geometry, `slices` and the AV2 rule for probabilities that sum to 1
 (`data.av2.schema.probs_sum_to_one`).
 """
 
