@@ -62,7 +62,8 @@ SIZES = {
     # 60k scenes: the model's minFDE@6 at decision points keeps falling with data (20k x 20 epochs:
     # 0.48 m, 60k x 15: 0.41 m, against a floor of 0.32 m), far more than with epochs or width.
     "default": DemoSizes(60000, 4000, 4000, 15, 200, 512),
-    "quick": DemoSizes(8000, 1500, 1500, 12, 50, 64),
+    # 128 draws at least: with 64 the bayes predictions, chosen on too few, lose to the intent mixture.
+    "quick": DemoSizes(8000, 1500, 1500, 12, 50, 128),
 }
 
 
