@@ -333,8 +333,7 @@ def _drawn(fam: Family, cfg: SceneConfig) -> Drawn:
     mask = fam.prior > 0
     logp = np.where(mask, np.log(np.where(mask, fam.prior, 1.0)) + fam.log_lik, -np.inf)
     probs = np.exp(logp - logp.max(-1, keepdims=True))
-    probs /= probs.sum(-1, keepdims=True)
-    probs = np.where(mask, probs, 0.0)
+    probs /= probs.sum(-1, keepdims=True)  # exactly 0 where masked: exp(-inf)
     return Drawn(
         hist_z=hist_z,
         hist_heading=hist_heading,

@@ -88,7 +88,8 @@ class InputBuilder:
 
     def encoded(self, arrays: Mapping[str, Any] | EncodedScenes) -> EncodedScenes:
         """`EncodedScenes` of a dataset's encoded arrays (agent frame): history (N, H, 6) and history_mask
-        (N, H) at least; the map's four arrays if there is one. A split's other arrays are ignored."""
+        (N, H) at least; the map's four arrays if there is one; neighbours (N, M, H, 6) with neighbour_mask
+        (and neighbour_type) if there are any. A split's other arrays are ignored."""
         if isinstance(arrays, EncodedScenes):
             arrays = arrays.arrays()
         unknown = sorted(set(arrays) - {*SceneArrays.array_names(), "pose", "scene_id"})
