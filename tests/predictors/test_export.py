@@ -58,6 +58,47 @@ def test_onnx_round_trip(p, ds, tmp_path):
     assert json.loads(meta["tinypred.encoding"])["lane_window"] == [20.0, 60.0]
 
 
+def test_the_onnx_graph_serves_the_predictor_calls(p, ds, tmp_path):
+    from dataclasses import replace
+
+    from tinypred.data import SceneConfig, encode, generate, to_world
+
+    export(p, "onnx", tmp_path / "m.onnx", data=ds.path, samples=64)
+    g = Predictor.load(tmp_path / "m.onnx")
+    assert g.encoding == p.encoding and g.onnx is not None and g.loaded is None
+    scenes = generate(SceneConfig(), 32, seed=3)
+    world = {k: getattr(scenes, k) for k in ENCODED_INPUTS}  # world frame: states, the map, neighbours
+    got, expected = g.predict(**world), p.predict(**world)
+    np.testing.assert_allclose(got.modes, expected.modes, atol=TOLERANCE, rtol=0)
+    np.testing.assert_allclose(got.probs, expected.probs, atol=TOLERANCE, rtol=0)
+    encoded_got = g.predict_encoded(ds.test.subset(slice(0, 9)))
+    np.testing.assert_allclose(
+        encoded_got.modes, p.predict_encoded(ds.test.subset(slice(0, 9))).modes, atol=TOLERANCE
+    )
+    enc = encode(replace(scenes, lanes=scenes.lanes.astype(np.float64)))
+    far = to_world(enc.lanes * 1.3, enc.pose)  # the normaliser read back from the graph still warns
+    with pytest.warns(UserWarning, match=r"^lanes: a normalised feature"):
+        g.predict(**(world | {"lanes": far}))
+    with pytest.raises(TinypredError, match=r"history: expected \(N >= 1, 20, 2\|3\|5\)"):
+        g.predict(scenes.history[:, :5])
+
+
+def test_onnx_files_of_the_wrong_kind_are_one_line_errors(p, tmp_path):
+    (tmp_path / "cut.onnx").write_bytes(b"\x08\x07garbage")
+    with pytest.raises(TinypredError, match=r"cut.onnx: not an ONNX model"):
+        Predictor.load(tmp_path / "cut.onnx")
+    with pytest.raises(TinypredError, match=r"gone.onnx: missing"):
+        Predictor.load(tmp_path / "gone.onnx")
+    export(p, "onnx", tmp_path / "m.onnx")
+    model = onnx.load(str(tmp_path / "m.onnx"))
+    del model.metadata_props[:]  # any ONNX model, not one of ours
+    onnx.save(model, str(tmp_path / "foreign.onnx"))
+    with pytest.raises(TinypredError, match=r"foreign.onnx: not written by `tinypred export"):
+        Predictor.load(tmp_path / "foreign.onnx")
+    with pytest.raises(TinypredError, match=r"runs on the CPU"):
+        Predictor.load(tmp_path / "m.onnx", device="cuda")
+
+
 def test_pt2_round_trip(p, ds, tmp_path):
     check = export(p, "pt2", tmp_path / "m.pt2")  # checked on generated scenes
     assert check.source == "generated scenes" and check.max_abs_diff <= TOLERANCE

@@ -74,9 +74,14 @@ def to_world(points: np.ndarray, pose: np.ndarray) -> np.ndarray:
     )
 
 
-def rotate_vectors(vectors: np.ndarray, angle: np.ndarray) -> np.ndarray:
-    """Free vectors (N, ..., 2) (velocities) rotated by angle (N,): no translation, unlike points."""
-    return to_agent(vectors, np.stack([np.zeros_like(angle), np.zeros_like(angle), -angle], -1))
+def rotate_vectors(vectors: np.ndarray, angle: np.ndarray, dtype=np.float64) -> np.ndarray:
+    """Free vectors (N, ..., 2) (velocities) rotated by angle (N,), as `dtype`: no translation, unlike
+    points."""
+    z = as_complex(vectors)
+    turn = np.exp(1j * angle).astype(z.dtype).reshape((len(angle),) + (1,) * (z.ndim - 1))
+    out = np.empty(z.shape, np.complex64 if dtype == np.float32 else np.complex128)
+    np.multiply(z, turn, out=out, casting="same_kind")
+    return as_points(out)
 
 
 def _states(states: np.ndarray, mask: np.ndarray, pose: np.ndarray, out: np.ndarray) -> None:
@@ -84,10 +89,38 @@ def _states(states: np.ndarray, mask: np.ndarray, pose: np.ndarray, out: np.ndar
     into out (N, ..., 6) as the state features; steps where mask (N, ...) is False become zeros."""
     rel = states[..., 2] - pose[:, 2].reshape((-1,) + (1,) * (states.ndim - 2))
     out[..., :2] = to_agent(states[..., :2], pose, np.float32)
-    out[..., 2:4] = rotate_vectors(states[..., 3:5], -pose[:, 2])
+    out[..., 2:4] = rotate_vectors(states[..., 3:5], -pose[:, 2], np.float32)
     out[..., 4] = np.sin(rel)
     out[..., 5] = np.cos(rel)
     out *= mask[..., None]
+
+
+# The world-frame arrays `move_inputs` reads.
+MOVED_INPUTS = ("history", "history_mask", "neighbours", "neighbour_mask", "lanes", "lane_mask")
+
+
+def move_inputs(
+    world: Mapping[str, np.ndarray], pose: np.ndarray, out: Mapping[str, np.ndarray] | None = None
+) -> Mapping[str, np.ndarray]:
+    """The one move of a model's inputs into the agent frames of pose (N, 3): world's history (N, H, 5),
+    neighbours (N, M, H, 5) and lanes (N, L, P, 2) with their masks (MOVED_INPUTS) become the features
+    history (N, H, 6), neighbours (N, M, H, 6) and lanes (N, L, P, 2) float32, written into out's arrays
+    of those names (returned; new ones when None). out's neighbours and lanes must start as zeros: when
+    nothing is there they are left alone (most synthetic scenes have no neighbours, a planner's often no
+    map)."""
+    if out is None:
+        n, h = world["history_mask"].shape
+        out = {
+            "history": np.empty((n, h, 6), np.float32),
+            "neighbours": np.zeros((*world["neighbour_mask"].shape, 6), np.float32),
+            "lanes": np.zeros(world["lanes"].shape, np.float32),
+        }
+    _states(world["history"], world["history_mask"], pose, out["history"])
+    if world["neighbour_mask"].any():
+        _states(world["neighbours"], world["neighbour_mask"], pose, out["neighbours"])
+    if world["lane_mask"].any():  # absent map elements stay exactly zero
+        out["lanes"][...] = to_agent(world["lanes"], pose, np.float32) * world["lane_mask"][..., None, None]
+    return out
 
 
 BLOCK = 8192  # samples per block: small temporaries, and blocks run on all cores
@@ -102,9 +135,9 @@ def encode(scenes: Scenes, scene_id: np.ndarray | None = None) -> EncodedScenes:
     out = EncodedScenes(
         history=np.empty((n, h, 6), f32),
         history_mask=scenes.history_mask.copy(),
-        future=np.empty(scenes.future.shape, f32),
+        future=np.zeros(scenes.future.shape, f32),
         future_mask=scenes.future_mask.copy(),
-        lanes=np.empty(scenes.lanes.shape, f32),
+        lanes=np.zeros(scenes.lanes.shape, f32),
         lane_mask=scenes.lane_mask.copy(),
         lane_type=scenes.lane_type.copy(),
         lane_is_intersection=scenes.lane_is_intersection.copy(),
@@ -114,7 +147,7 @@ def encode(scenes: Scenes, scene_id: np.ndarray | None = None) -> EncodedScenes:
         neighbour_track_id=scenes.neighbour_track_id.copy(),
         neighbour_future=np.zeros(scenes.neighbour_future.shape, f32),
         neighbour_future_mask=scenes.neighbour_future_mask.copy(),
-        alt_futures=np.empty(scenes.alt_futures.shape, f32),
+        alt_futures=np.zeros(scenes.alt_futures.shape, f32),
         alt_probs=scenes.alt_probs.astype(f32),
         alt_mask=scenes.alt_mask.copy(),
         alt_intent=scenes.alt_intent.copy(),
@@ -133,17 +166,21 @@ def encode(scenes: Scenes, scene_id: np.ndarray | None = None) -> EncodedScenes:
     def block(lo: int) -> None:
         rows = slice(lo, lo + BLOCK)
         pose = out.pose[rows]
-        _states(scenes.history[rows], out.history_mask[rows], pose, out.history[rows])
-        if out.neighbour_mask[rows].any():  # most synthetic scenes have none: leave the zeros untouched
-            _states(scenes.neighbours[rows], out.neighbour_mask[rows], pose, out.neighbours[rows])
+        move_inputs(
+            {name: getattr(scenes, name)[rows] for name in MOVED_INPUTS},
+            pose,
+            {name: getattr(out, name)[rows] for name in ("history", "neighbours", "lanes")},
+        )
+        if out.neighbour_future_mask[rows].any():
             mask = out.neighbour_future_mask[rows, ..., None]
             out.neighbour_future[rows] = to_agent(scenes.neighbour_future[rows], pose, f32) * mask
-        # Unknown futures, absent map elements and alternatives stay exactly zero.
-        out.future[rows] = to_agent(scenes.future[rows], pose, f32) * out.future_mask[rows, :, None]
-        out.lanes[rows] = to_agent(scenes.lanes[rows], pose, f32) * out.lane_mask[rows, :, None, None]
-        out.alt_futures[rows] = (
-            to_agent(scenes.alt_futures[rows], pose, f32) * out.alt_mask[rows, :, None, None]
-        )
+        # Unknown futures and alternatives stay exactly zero; a planner's scenes skip those moves.
+        if out.future_mask[rows].any():
+            out.future[rows] = to_agent(scenes.future[rows], pose, f32) * out.future_mask[rows, :, None]
+        if out.alt_mask[rows].any():
+            out.alt_futures[rows] = (
+                to_agent(scenes.alt_futures[rows], pose, f32) * out.alt_mask[rows, :, None, None]
+            )
 
     if n <= BLOCK:  # one block: starting threads would cost more than it (a planner's batch of one)
         block(0)

@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields, replace
+from functools import cache
 from typing import Self
 
 import numpy as np
@@ -100,6 +101,7 @@ class SceneArrays:
         return self.history.shape[0]
 
     @classmethod
+    @cache  # a batch of one (a planner's call) builds a few of these: walking the fields is its cost
     def array_names(cls) -> tuple[str, ...]:
         """The names of the per-scene arrays (every field but `dt`), in field order."""
         return tuple(f.name for f in fields(cls) if f.name != "dt")

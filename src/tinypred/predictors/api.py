@@ -2,15 +2,17 @@
 with their probabilities out, so that a planner can swap one predictor for another.
 
     p = Predictor.load("runs/mlp")                      # a run directory or a model.safetensors
+    p = Predictor.load("model.onnx")                    # or its `tinypred export`, run by onnxruntime
     out = p.predict(history, lanes)                     # world frame in and out
     out.modes  (N, K, T, 2)  m, world frame              out.probs  (N, K), each row sums to 1
     out = p.predict_encoded(arrays)                     # a dataset's encoded arrays: agent frame in and out
     cv = Predictor.baseline("cv_fan", train="data/ds")  # the same calls
 
-`predict` checks the arrays and builds world-frame `Scenes` (`world_input`), moves them into each agent's
-frame with the one encoding (`data.encoding.encode`), standardises the features with the model file's
-normaliser, runs the one prediction step (`prediction.model_outputs`: eval mode, `torch.inference_mode`)
-and moves the modes back with `to_world`. Every convention it needs (dt, H, T, L, P, the lane window, the
+`predict` checks the arrays (`world_input`), moves them into each agent's frame with the one move of
+the encoding (`data.encoding.move_inputs`, which `encode` uses too; a baseline gets whole encoded
+scenes), standardises the features with the model file's normaliser, runs the one prediction step
+(`prediction.model_outputs`: eval mode, `torch.inference_mode`; or the ONNX graph, `onnx_model`) and
+moves the modes back with `to_world`. Every convention it needs (dt, H, T, L, P, the lane window, the
 frame) comes from the model file (`model_file.EncodingSpec`, `Predictor.encoding`); the arrays follow
 them:
 
@@ -49,7 +51,15 @@ import torch
 
 from tinypred.data.dataset import Dataset
 from tinypred.data.dataset import load as load_dataset
-from tinypred.data.encoding import EncodedScenes, Normalizer, encode, feature_layout, features, to_world
+from tinypred.data.encoding import (
+    EncodedScenes,
+    Normalizer,
+    encode,
+    feature_layout,
+    features,
+    move_inputs,
+    to_world,
+)
 from tinypred.data.scene_config import SceneConfig
 from tinypred.data.scenes import Scenes
 from tinypred.errors import TinypredError
@@ -62,6 +72,7 @@ from tinypred.predictors.model_file import (
     encoding_of,
     load_model,
 )
+from tinypred.predictors.onnx_model import OnnxModel
 from tinypred.predictors.prediction import model_outputs
 from tinypred.predictors.world_input import InputBuilder
 
@@ -88,15 +99,22 @@ class Predictor:
         *,
         loaded: LoadedModel | None = None,
         baseline: Baseline | None = None,
+        onnx: OnnxModel | None = None,
         normalizer: Normalizer | None = None,
         name: str = "model",
     ) -> None:
         """Prefer `Predictor.load` and `Predictor.baseline`. `normalizer` (a baseline's training data's)
         only feeds the far-out warning; a model always uses its own."""
-        if (loaded is None) == (baseline is None):
-            raise TypeError("a Predictor wraps a loaded model or a baseline, exactly one")
-        self.encoding, self.loaded, self.baseline_, self.name = encoding, loaded, baseline, name
-        self.normalizer = loaded.normalizer if loaded is not None else normalizer
+        if sum(x is not None for x in (loaded, baseline, onnx)) != 1:
+            raise TypeError("a Predictor wraps a loaded model, an ONNX graph or a baseline, exactly one")
+        self.encoding, self.loaded, self.baseline_, self.onnx, self.name = (
+            encoding,
+            loaded,
+            baseline,
+            onnx,
+            name,
+        )
+        self.normalizer = next((m.normalizer for m in (loaded, onnx) if m is not None), normalizer)
         self.inputs = InputBuilder(encoding)
         self._groups = feature_layout(
             encoding.history_steps, encoding.max_lanes, encoding.lane_points, encoding.max_neighbours
@@ -104,8 +122,14 @@ class Predictor:
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Predictor:
-        """The model of a run directory (its model.safetensors) or of a model file."""
+        """The model of a run directory (its model.safetensors), of a model file, or of an ONNX graph
+        `tinypred export` wrote (run by onnxruntime on the CPU: `device` must be "cpu")."""
         path = Path(path)
+        if path.suffix == ".onnx":
+            if torch.device(device).type != "cpu":
+                raise TinypredError("an ONNX graph runs on the CPU here: load the run for CUDA", arg="device")
+            onnx = OnnxModel(path)
+            return cls(onnx.encoding, onnx=onnx, name=str(path))
         file = path / MODEL_FILE if path.is_dir() else path
         loaded = load_model(file, device)
         if loaded.encoding is None:
@@ -150,7 +174,7 @@ class Predictor:
         neighbour_type: Any = None,
     ) -> Forecast:
         """K modes for each of N agents from world-frame arrays (module docstring); modes in the world."""
-        scenes = self.world_scenes(
+        given = self.inputs.world_inputs(
             history,
             lanes,
             neighbours,
@@ -161,9 +185,12 @@ class Predictor:
             neighbour_mask=neighbour_mask,
             neighbour_type=neighbour_type,
         )
-        enc = encode(scenes)
-        modes, probs = self.run(enc)
-        return Forecast(to_world(modes, enc.pose), probs)
+        pose = given["history"][:, -1, :3].astype(np.float64)  # as `encode` takes it
+        if self.baseline_ is None:  # a model reads the features alone: move just those
+            modes, probs = self.run({**given, **move_inputs(given, pose)})
+        else:  # a baseline reads whole encoded scenes
+            modes, probs = self.run(encode(self.inputs.scenes(given)))
+        return Forecast(to_world(modes, pose), probs)
 
     def world_scenes(self, history: Any, lanes: Any = None, neighbours: Any = None, **masks: Any) -> Scenes:
         """The checked world-frame `Scenes` that `predict`'s arguments describe (futures unknown)."""
@@ -175,21 +202,24 @@ class Predictor:
         (`ds.test`, or its `arrays()`) can be given whole: the arrays the model does not read are ignored."""
         return Forecast(*self.run(self.inputs.encoded(arrays)))
 
-    def run(self, enc: EncodedScenes) -> tuple[np.ndarray, np.ndarray]:
-        """modes (N, K, T, 2) in the agent frame and probs (N, K) of encoded scenes."""
+    def run(self, enc: EncodedScenes | Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """modes (N, K, T, 2) in the agent frame and probs (N, K) of encoded scenes (for the model, the
+        FEATURE_ARRAYS are enough)."""
         x = self.normalised(enc)
+        if self.onnx is not None:  # the graph normalises inside: x only fed the far-out warning
+            return self.onnx(enc if isinstance(enc, Mapping) else enc.arrays())
         if self.loaded is not None:
             assert x is not None
             device = next(self.loaded.model.parameters()).device
             modes, probs, _ = model_outputs(self.loaded.model, torch.from_numpy(x).to(device))
             return modes, probs
-        assert self.baseline_ is not None
+        assert self.baseline_ is not None and isinstance(enc, EncodedScenes)
         if self.baseline_.scale is None:  # unfitted: only the NLL's scales are missing, unused here
             return self.baseline_._predict(enc)
         pred = self.baseline_.predict(enc)
         return pred.modes, pred.probs
 
-    def normalised(self, enc: EncodedScenes) -> np.ndarray | None:
+    def normalised(self, enc: EncodedScenes | Mapping[str, np.ndarray]) -> np.ndarray | None:
         """(N, D) standardised features of `enc` (None without a normaliser); warns when one is more than
         FAR_OUT standard deviations out."""
         if self.normalizer is None:

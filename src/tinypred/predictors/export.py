@@ -43,6 +43,7 @@ from tinypred.data.scenes import generate
 from tinypred.errors import TinypredError
 from tinypred.fileio import atomic_open
 from tinypred.predictors.api import Predictor
+from tinypred.predictors.onnx_model import ENCODING_KEY
 from tinypred.predictors.world_input import ENCODED_INPUTS
 
 # Accepted: |exported - Predictor.predict_encoded| <= TOLERANCE + RELATIVE * |predict_encoded| (m and
@@ -50,7 +51,6 @@ from tinypred.predictors.world_input import ENCODED_INPUTS
 # by a few 1e-7 of the value: 1.4e-4 on a 276 m mode of almost no probability. A wrong graph is off by
 # far more (a misplaced lane-type one-hot: 0.27 m).
 TOLERANCE, RELATIVE = 1e-4, 1e-5
-ENCODING_KEY = "tinypred.encoding"
 PT2_ENCODING_FILE = "tinypred_encoding.json"
 Format = Literal["onnx", "pt2"]
 

@@ -51,16 +51,16 @@ def model_outputs(
     was_training = model.training
     if was_training:  # switching walks every module: worth skipping on a planner's batch of one
         model.eval()
-    parts = [model(x[i : i + batch]) for i in range(0, len(x), batch)]
+    parts = [model(x)] if len(x) <= batch else [model(x[i : i + batch]) for i in range(0, len(x), batch)]
     if was_training:
         model.train()
 
     def cat(name: str) -> np.ndarray | None:
-        if getattr(parts[0], name) is None:
+        tensors = [getattr(p, name) for p in parts]  # once each: `probs` is computed on access
+        if tensors[0] is None:
             return None
-        if len(parts) == 1:  # nothing to concatenate
-            return getattr(parts[0], name).float().cpu().numpy()
-        return torch.cat([getattr(p, name).float() for p in parts]).cpu().numpy()
+        whole = tensors[0] if len(tensors) == 1 else torch.cat(tensors)
+        return whole.float().numpy(force=whole.device.type != "cpu")
 
     return cat("modes"), cat("probs"), cat("scale")
 

@@ -1,8 +1,8 @@
-"""A planner's arrays, checked, as the scenes the one encoding reads: world-frame `Scenes` for
-`Predictor.predict`, `EncodedScenes` for `Predictor.predict_encoded`.
+"""A planner's arrays, checked, as the arrays the one encoding reads: world-frame inputs (or whole
+`Scenes`, for a baseline) for `Predictor.predict`, `EncodedScenes` for `Predictor.predict_encoded`.
 
 The conventions come from the model file (`EncodingSpec`); `tinypred.predictors.api` documents the
-arrays. Nothing here moves a point between frames: `data.encoding.encode` does, for every path. What a
+arrays. Nothing here moves a point between frames: `data.encoding` does, for every path. What a
 planner does not have (futures, the ground-truth mixture, ids) is filled with the dataset's "unknown"
 values: futures masked, no mixture slots, family "recorded".
 """
@@ -33,7 +33,16 @@ class InputBuilder:
         self.spec = spec
         self._fillers: dict[int, dict[str, np.ndarray]] = {}
 
-    def world(
+    def world(self, history: Any, lanes: Any = None, neighbours: Any = None, **masks: Any) -> Scenes:
+        """World-frame `Scenes` of N agents (arrays as in `tinypred.predictors.api`); futures unknown."""
+        return self.scenes(self.world_inputs(history, lanes, neighbours, **masks))
+
+    def scenes(self, given: Mapping[str, np.ndarray]) -> Scenes:
+        """`world_inputs`' arrays as world-frame Scenes, what a planner does not have filled in."""
+        fill = self._filler(len(given["history"]))
+        return Scenes(**{k: fill[k] for k in Scenes.array_names() if k not in given} | given, dt=self.spec.dt)
+
+    def world_inputs(
         self,
         history: Any,
         lanes: Any = None,
@@ -45,8 +54,9 @@ class InputBuilder:
         lane_is_intersection: Any = None,
         neighbour_mask: Any = None,
         neighbour_type: Any = None,
-    ) -> Scenes:
-        """World-frame `Scenes` of N agents (arrays as in `tinypred.predictors.api`); futures unknown."""
+    ) -> dict[str, np.ndarray]:
+        """The checked world-frame FEATURE_ARRAYS of N agents: history (N, H, 5) states, the map padded
+        to L elements, the neighbours to M slots; what `world` wraps in Scenes."""
         e = self.spec
         h = e.history_steps
         history = np.asarray(history)
@@ -73,7 +83,7 @@ class InputBuilder:
         lanes, l_mask, l_type, l_int = self._map(
             lanes, lane_mask, lane_type, lane_is_intersection, n=n, dtype=np.float32 if keep else np.float64
         )
-        given = {
+        return {
             "history": _states(history, mask, e.dt, "history"),
             "history_mask": mask,
             "lanes": lanes,
@@ -84,7 +94,6 @@ class InputBuilder:
             "neighbour_mask": nb_mask,
             "neighbour_type": nb_type,
         }
-        return Scenes(**{k: fill[k] for k in Scenes.array_names() if k not in given} | given, dt=e.dt)
 
     def encoded(self, arrays: Mapping[str, Any] | EncodedScenes) -> EncodedScenes:
         """`EncodedScenes` of a dataset's encoded arrays (agent frame): history (N, H, 6) and history_mask
