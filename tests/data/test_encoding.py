@@ -98,3 +98,22 @@ def test_feature_layout_and_normaliser_fit_on_train_only():
     assert np.all(norm.std[~varying] == 1.0)  # constant features are left unscaled, not divided by 0
     # Fitted on the first 200 only: the rest is not standardised exactly.
     assert not np.allclose(norm(x[200:]).mean(0)[varying], 0.0, atol=1e-3)
+
+
+def test_each_sample_is_encoded_as_it_would_be_alone():
+    # A mixed batch moves only the scenes with neighbours through the neighbour path: every sample must
+    # still come out exactly as when encoded on its own (and neighbours, pasts and futures, in its frame).
+    enc = encode(SCENES)
+    with_neighbours = np.flatnonzero(SCENES.neighbour_mask.any((1, 2)))
+    assert 0 < len(with_neighbours) < len(SCENES)
+    for i in (*with_neighbours[:3], *np.flatnonzero(~SCENES.neighbour_mask.any((1, 2)))[:2]):
+        alone = encode(SCENES.subset(slice(i, i + 1)))
+        for name in ("history", "neighbours", "neighbour_future", "lanes", "future"):
+            np.testing.assert_array_equal(getattr(enc, name)[i], getattr(alone, name)[0], err_msg=name)
+    i = with_neighbours[0]
+    seen = SCENES.neighbour_mask[i, :, -1]
+    np.testing.assert_allclose(
+        to_world(enc.neighbours[i : i + 1, seen, -1, :2], enc.pose[i : i + 1]),
+        SCENES.neighbours[i : i + 1, seen, -1, :2],
+        atol=2e-3,
+    )

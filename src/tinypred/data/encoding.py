@@ -116,11 +116,21 @@ def move_inputs(
             "lanes": np.zeros(world["lanes"].shape, np.float32),
         }
     _states(world["history"], world["history_mask"], pose, out["history"])
-    if world["neighbour_mask"].any():
+    rows = _rows_with(world["neighbour_mask"])
+    if len(rows) == len(pose):
         _states(world["neighbours"], world["neighbour_mask"], pose, out["neighbours"])
+    elif len(rows):  # only the interactive scenes of a synthetic set: move just those
+        moved = np.zeros((len(rows), *out["neighbours"].shape[1:]), np.float32)
+        _states(world["neighbours"][rows], world["neighbour_mask"][rows], pose[rows], moved)
+        out["neighbours"][rows] = moved
     if world["lane_mask"].any():  # absent map elements stay exactly zero
         out["lanes"][...] = to_agent(world["lanes"], pose, np.float32) * world["lane_mask"][..., None, None]
     return out
+
+
+def _rows_with(mask: np.ndarray) -> np.ndarray:
+    """The indices of the samples whose mask (N, ...) holds anything."""
+    return np.flatnonzero(mask.any(axis=tuple(range(1, mask.ndim))))
 
 
 BLOCK = 8192  # samples per block: small temporaries, and blocks run on all cores
@@ -171,9 +181,10 @@ def encode(scenes: Scenes, scene_id: np.ndarray | None = None) -> EncodedScenes:
             pose,
             {name: getattr(out, name)[rows] for name in ("history", "neighbours", "lanes")},
         )
-        if out.neighbour_future_mask[rows].any():
-            mask = out.neighbour_future_mask[rows, ..., None]
-            out.neighbour_future[rows] = to_agent(scenes.neighbour_future[rows], pose, f32) * mask
+        some = lo + _rows_with(out.neighbour_future_mask[rows])
+        if len(some):
+            mask = out.neighbour_future_mask[some, ..., None]
+            out.neighbour_future[some] = to_agent(scenes.neighbour_future[some], out.pose[some], f32) * mask
         # Unknown futures and alternatives stay exactly zero; a planner's scenes skip those moves.
         if out.future_mask[rows].any():
             out.future[rows] = to_agent(scenes.future[rows], pose, f32) * out.future_mask[rows, :, None]

@@ -209,9 +209,60 @@ def generate_with_resamplers(
     """`generate`, and a `Resampler` per family batch: what the bayes floor draws the futures from."""
     if n < 0:
         raise TinypredError(f"expected a number of scenes >= 0, got {n}", arg="n")
+    H, T, L, M = cfg.history_steps, cfg.future_steps, cfg.max_lanes, cfg.max_neighbours
+    A = MAX_ALTERNATIVES
+    # The arrays every scene has the same value in; the rest each chunk writes. np.zeros costs nothing
+    # until written, so the neighbour slots of scenes without other agents cost nothing.
+    scenes = Scenes(
+        history=np.empty((n, H, 5)),
+        history_mask=np.ones((n, H), bool),
+        future=np.empty((n, T, 2), np.float32),
+        future_mask=np.ones((n, T), bool),
+        lanes=np.empty((n, L, cfg.lane_points, 2), np.float32),
+        lane_mask=np.empty((n, L), bool),
+        lane_type=np.empty((n, L), np.int8),
+        lane_is_intersection=np.zeros((n, L), bool),
+        neighbours=np.zeros((n, M, H, 5), np.float32),
+        neighbour_mask=np.empty((n, M, H), bool),
+        neighbour_type=np.empty((n, M), np.int8),
+        neighbour_track_id=np.empty((n, M), "<U21"),
+        neighbour_future=np.empty((n, M, T, 2), np.float32),
+        neighbour_future_mask=np.empty((n, M, T), bool),
+        alt_futures=np.empty((n, A, T, 2), np.float32),
+        alt_probs=np.empty((n, A)),
+        alt_mask=np.empty((n, A), bool),
+        alt_intent=np.empty((n, A), np.int8),
+        family=np.empty(n, np.int8),
+        intent=np.empty(n, np.int8),
+        scenario_id=np.arange(n).astype("U"),
+        track_id=np.full(n, "focal"),
+        city=np.full(n, "synthetic"),
+        category=np.full(n, FOCAL, np.int8),
+        object_type=np.full(n, OBJECT_TYPES.index("vehicle"), np.int8),
+        dt=cfg.dt,
+    )
+    seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    starts = range(0, n, CHUNK)
+
+    def fill(lo: int, child: np.random.SeedSequence) -> list[Resampler]:
+        work = _workspace(cfg, min(CHUNK, n - lo))
+        parts = _fill(cfg, np.random.default_rng(child), work)
+        _assemble(work, scenes, lo)
+        return [replace(r, rows=r.rows + lo) for r in parts]
+
+    # Chunks have their own random streams and disjoint outputs, so threads (NumPy releases the GIL in
+    # its loops) change the speed, never the numbers.
+    with ThreadPoolExecutor(max_workers=min(len(starts), os.cpu_count() or 1) or 1) as pool:
+        resamplers = [r for parts in pool.map(fill, starts, seq.spawn(len(starts))) for r in parts]
+    return scenes, resamplers
+
+
+def _workspace(cfg: SceneConfig, n: int) -> dict[str, np.ndarray]:
+    """A chunk's arrays as the builders write them: positions complex, the target's past as position,
+    heading and speed, the other agents in slots nearest first."""
     H, T, L, P, A = cfg.history_steps, cfg.future_steps, cfg.max_lanes, cfg.lane_points, MAX_ALTERNATIVES
     M = cfg.max_neighbours
-    out = {
+    return {
         "hist_z": np.zeros((n, H), complex),
         "hist_heading": np.zeros((n, H)),
         "hist_speed": np.zeros((n, H)),
@@ -225,65 +276,39 @@ def generate_with_resamplers(
         "alt_intent": np.full((n, A), -1, np.int8),
         "family": np.zeros(n, np.int8),
         "intent": np.zeros(n, np.int8),
-        # The other agents (interactive families), in slots nearest first; np.zeros costs nothing untouched.
         "nb_z": np.zeros((n, M, H), np.complex64),
         "nb_heading": np.zeros((n, M, H), np.float32),
         "nb_speed": np.zeros((n, M, H), np.float32),
         "nb_future": np.zeros((n, M, T), np.complex64),
         "nb_mask": np.zeros((n, M), bool),
     }
-    seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
-    starts = range(0, n, CHUNK)
 
-    def fill(lo: int, child: np.random.SeedSequence) -> list[Resampler]:
-        parts = _fill(cfg, np.random.default_rng(child), {k: v[lo : lo + CHUNK] for k, v in out.items()})
-        return [replace(r, rows=r.rows + lo) for r in parts]
 
-    # Chunks have their own random streams and disjoint outputs, so threads (NumPy releases the GIL in
-    # its loops) change the speed, never the numbers.
-    with ThreadPoolExecutor(max_workers=min(len(starts), os.cpu_count() or 1) or 1) as pool:
-        resamplers = [r for parts in pool.map(fill, starts, seq.spawn(len(starts))) for r in parts]
-    velocity = out["hist_speed"] * np.exp(1j * out["hist_heading"])
-    history = np.stack(
-        [out["hist_z"].real, out["hist_z"].imag, out["hist_heading"], velocity.real, velocity.imag], -1
-    )
-    nb = out["nb_mask"]
+def _assemble(work: dict[str, np.ndarray], scenes: Scenes, lo: int) -> None:
+    """Write a chunk's workspace into rows lo: of the scenes' arrays, as states and points."""
+    rows = slice(lo, lo + len(work["family"]))
+    history = scenes.history[rows]
+    velocity = work["hist_speed"] * np.exp(1j * work["hist_heading"])
+    for c, part in enumerate(
+        (work["hist_z"].real, work["hist_z"].imag, work["hist_heading"], velocity.real, velocity.imag)
+    ):
+        history[..., c] = part
+    for key in ("future", "lanes", "alt_futures"):
+        getattr(scenes, key)[rows] = as_points(work[key])
+    for key in ("lane_mask", "lane_type", "alt_probs", "alt_mask", "alt_intent", "family", "intent"):
+        getattr(scenes, key)[rows] = work[key]
+    nb = work["nb_mask"]
     # Only the scenes with other agents (the interactive families) have neighbours to assemble.
-    rows = np.flatnonzero(nb.any(1))
-    neighbours = np.zeros((n, M, H, 5), np.float32)
-    z, heading = out["nb_z"][rows], out["nb_heading"][rows]
-    velocity = out["nb_speed"][rows] * np.exp(1j * heading)
-    neighbours[rows] = np.stack([z.real, z.imag, heading, velocity.real, velocity.imag], -1)
-    slot_names = np.arange(1, M + 1).astype("U")  # track ids within a scene; the target is "focal"
-    scenes = Scenes(
-        history=history,
-        history_mask=np.ones((n, H), bool),
-        future=as_points(out["future"]),
-        future_mask=np.ones((n, T), bool),
-        lanes=as_points(out["lanes"]),
-        lane_mask=out["lane_mask"],
-        lane_type=out["lane_type"],
-        lane_is_intersection=np.zeros((n, L), bool),
-        neighbours=neighbours,
-        neighbour_mask=np.repeat(nb[:, :, None], H, 2),
-        neighbour_type=np.where(nb, OBJECT_TYPES.index("vehicle"), -1).astype(np.int8),
-        neighbour_track_id=np.where(nb, slot_names, ""),
-        neighbour_future=as_points(out["nb_future"]),
-        neighbour_future_mask=np.repeat(nb[:, :, None], T, 2),
-        alt_futures=as_points(out["alt_futures"]),
-        alt_probs=out["alt_probs"],
-        alt_mask=out["alt_mask"],
-        alt_intent=out["alt_intent"],
-        family=out["family"],
-        intent=out["intent"],
-        scenario_id=np.arange(n).astype("U"),
-        track_id=np.full(n, "focal"),
-        city=np.full(n, "synthetic"),
-        category=np.full(n, FOCAL, np.int8),
-        object_type=np.full(n, OBJECT_TYPES.index("vehicle"), np.int8),
-        dt=cfg.dt,
-    )
-    return scenes, resamplers
+    some = np.flatnonzero(nb.any(1))
+    z, heading = work["nb_z"][some], work["nb_heading"][some]
+    velocity = work["nb_speed"][some] * np.exp(1j * heading)
+    scenes.neighbours[lo + some] = np.stack([z.real, z.imag, heading, velocity.real, velocity.imag], -1)
+    scenes.neighbour_mask[rows] = nb[:, :, None]
+    scenes.neighbour_type[rows] = np.where(nb, OBJECT_TYPES.index("vehicle"), -1)
+    slot_names = np.arange(1, nb.shape[1] + 1).astype("U")  # track ids within a scene; the target is "focal"
+    scenes.neighbour_track_id[rows] = np.where(nb, slot_names, "")
+    scenes.neighbour_future[rows] = as_points(work["nb_future"])
+    scenes.neighbour_future_mask[rows] = nb[:, :, None]
 
 
 def _place(out: dict[str, np.ndarray], idx: np.ndarray, drawn: Drawn) -> None:
@@ -305,7 +330,7 @@ def _place(out: dict[str, np.ndarray], idx: np.ndarray, drawn: Drawn) -> None:
 
 
 def _fill(cfg: SceneConfig, rng: np.random.Generator, out: dict[str, np.ndarray]) -> list[Resampler]:
-    """Generate len(out['family']) scenes into the views `out`; a Resampler per family batch."""
+    """Generate len(out['family']) scenes into the chunk's workspace `out`; a Resampler per family batch."""
     n = len(out["family"])
     weights = np.array([cfg.family_weights.get(f, 0.0) for f in SYNTHETIC_FAMILIES])
     out["family"][:] = rng.choice(len(SYNTHETIC_FAMILIES), n, p=weights / weights.sum())
