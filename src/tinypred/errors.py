@@ -11,6 +11,15 @@ class TinypredError(ValueError):
     `--n-train`), so the library never speaks of flags.
     """
 
+    exit_code = 1  # what the CLI exits with
+
     def __init__(self, message: str, *, arg: str | None = None) -> None:
         self.arg, self.message = arg, message
         super().__init__(f"{arg}: {message}" if arg else message)
+
+
+class Stopped(TinypredError):
+    """Training stopped on SIGTERM after writing a checkpoint (`training.preemption`): resume it. The CLI
+    exits as a process SIGTERM ended would (128 + 15), which is what a scheduler reads."""
+
+    exit_code = 143

@@ -4,6 +4,8 @@ global batch, resume a run to them, and stop together on bad data with one line 
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
 import sys
 
@@ -78,6 +80,64 @@ def test_a_run_resumed_on_two_processes_ends_as_the_uninterrupted_one(data, refe
     assert proc.returncode == 0, proc.stderr
     assert f"{run}: resumed at step 11" in proc.stdout
     assert_same_weights(reference, run)
+
+
+LONG = ["--epochs", "30", *FLAGS[2:]]  # long enough that a SIGTERM sent after epoch 1 lands mid-run
+
+
+@pytest.fixture(scope="module")
+def long_reference(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("long") / "run"
+    train(dataset.load(data), CFG.model_copy(update={"epochs": 30}), out)
+    return out
+
+
+def stopped_by_sigterm(command: list[str]) -> tuple[int, str]:
+    """Run command, send it SIGTERM once its output says epoch 1 is done; (exit code, stderr)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        for line in proc.stdout:
+            if "epoch 1/30" in line:
+                proc.send_signal(signal.SIGTERM)
+                break
+        proc.stdout.read()
+        return proc.wait(timeout=120), proc.stderr.read()
+    finally:
+        proc.kill()
+
+
+def test_sigterm_stops_every_rank_after_one_step_and_two_processes_resume_it(data, long_reference, tmp_path):
+    # torchrun forwards SIGTERM (a Slurm preemption, a kill) to its workers: they agree on the step inside
+    # its all_reduce, checkpoint there, and a 2-process resume ends with the uninterrupted run's weights.
+    run = tmp_path / "run"
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    code, err = stopped_by_sigterm(
+        [*launch, "-m", "tinypred", "train", "--data", str(data), "--out", str(run), *LONG]
+    )
+    stopped = re.findall(
+        r"tinypred: error: stopped by SIGTERM after step (\d+) \(epoch (\d+)\); checkpoint", err
+    )
+    assert code != 0 and len(stopped) == 1, err  # said once, by rank 0
+    step = int(stopped[0][0])
+    assert 11 <= step < 330
+    proc = torchrun("train", "--data", str(data), "--out", str(run), "--resume", "--mmap")
+    assert proc.returncode == 0, proc.stderr
+    assert f"{run}: resumed at step {step}" in proc.stdout
+    assert_same_weights(long_reference, run)
+
+
+def test_sigterm_stops_one_process_with_exit_code_143(data, long_reference, tmp_path):
+    run = tmp_path / "run"
+    cli = [sys.executable, "-m", "tinypred", "train", "--data", str(data), "--out", str(run), *LONG]
+    code, err = stopped_by_sigterm(cli)
+    step = re.fullmatch(
+        r"tinypred: error: stopped by SIGTERM after step (\d+) \(epoch \d+\); checkpoint.*\n", err
+    )
+    assert code == 143 and step, err
+    proc = subprocess.run([*cli, "--resume"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and f"resumed at step {step[1]}" in proc.stdout, proc.stderr
+    assert_same_weights(long_reference, run)
 
 
 def _damaged(data, tmp_path, shard="00004", row=17):

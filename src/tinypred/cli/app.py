@@ -176,8 +176,8 @@ def main() -> None:
         # Under torchrun every rank meets the same user error (the same data and flags; a training stop is
         # agreed among them): rank 0 reports it, once. Other failures are a rank's own: each says its own.
         if int(os.environ.get("RANK", "0") or 0) > 0:
-            sys.exit(1)
-        fail(user_message(e))
+            sys.exit(e.exit_code)
+        fail(user_message(e), e.exit_code)
     except OSError as e:  # a path the system refused: read-only, a directory, not a directory, full disk
         where = f"{e.filename}: " if e.filename else ""
         fail(f"{where}{e.strerror or e}")
@@ -185,7 +185,7 @@ def main() -> None:
         fail("not enough memory for this; ask for less (fewer scenes, a smaller batch)")
 
 
-def fail(message: str) -> None:
-    """One line on stderr, exit code 1: a user error, never a traceback."""
+def fail(message: str, code: int = 1) -> None:
+    """One line on stderr, exit code `code`: a user error, never a traceback."""
     err_console.print(f"tinypred: error: {message}", highlight=False, soft_wrap=True)
-    sys.exit(1)
+    sys.exit(code)

@@ -36,7 +36,7 @@ import tinypred.training.distributed as distributed
 from tinypred.data.dataset import Dataset
 from tinypred.data.encoding import EncodedScenes
 from tinypred.data.shards import ShardedScenes
-from tinypred.errors import TinypredError
+from tinypred.errors import Stopped, TinypredError
 from tinypred.evaluation.tables import evaluate_scenes
 from tinypred.fileio import write_json
 from tinypred.predictors.losses import loss
@@ -48,6 +48,7 @@ from tinypred.training.config import TrainConfig, resolve_device
 from tinypred.training.distributed import Group
 from tinypred.training.loader import BatchLoader
 from tinypred.training.log import RunLog, progress_bar
+from tinypred.training.preemption import StopSignal
 from tinypred.training.run_dir import CONFIG_FILE, how_to_start, identity, locked, read_init
 from tinypred.training.step import Split, bad_parameters, build_model, lr_lambda, make_optimizer, train_step
 
@@ -105,7 +106,8 @@ def train(
             except TinypredError as e:
                 error = e
         distributed.raise_first(group, error)
-        return _train(ds, cfg, out_dir, device, resume, progress, baselines or {}, on_epoch, group)
+        sigterm = stack.enter_context(StopSignal())
+        return _train(ds, cfg, out_dir, device, resume, progress, baselines or {}, on_epoch, group, sigterm)
 
 
 def _train(
@@ -118,6 +120,7 @@ def _train(
     baselines: dict[str, dict],
     on_epoch: Callable[[dict], None] | None,
     group: Group,
+    sigterm: StopSignal,
 ) -> RunResult:
     run = identity(ds, cfg)
     started, error = "new", None
@@ -177,7 +180,9 @@ def _train(
     bar = progress_bar(progress and group.main, total_steps, state.step)
     try:
         for epoch in range(state.epoch, cfg.epochs):
-            train_loss = train_epoch(net, opt, sched, loader, cfg, state, log, bar, epoch, checkpoint, group)
+            train_loss = train_epoch(
+                net, opt, sched, loader, cfg, state, log, bar, epoch, checkpoint, group, sigterm
+            )
             stop = False
             if log is not None:
                 lr = sched.get_last_lr()[0]
@@ -246,11 +251,13 @@ def train_epoch(
     epoch: int,
     checkpoint: Callable[[], None] | None = None,
     group: Group | None = None,
+    sigterm: StopSignal | None = None,
 ) -> float:
     """One pass over the training split in the loader's order for `epoch`; returns the mean training
     loss (over the global batches). It continues an epoch a mid-epoch checkpoint stopped in (from
     state.epoch_step); `checkpoint()` saves one, as often as cfg.checkpoint_every says. `model` may be
-    wrapped in DistributedDataParallel; `log` is None on the ranks that do not write."""
+    wrapped in DistributedDataParallel; `log` is None on the ranks that do not write. When `sigterm`
+    has caught one (on any rank), every rank stops after the same step, checkpointed: `Stopped`."""
     group = group or Group()
     start = last_checkpoint = time.perf_counter()
     model.train()
@@ -274,14 +281,15 @@ def train_epoch(
         before = [m.weight.detach().clone() for _, m in linear] if record else []
         total, norm = train_step(model, opt, batch.x, batch.y, cfg, batch.share * group.world)
         late = every_kind == "minutes" and time.perf_counter() - last_checkpoint >= 60 * every
+        stopping = sigterm is not None and sigterm.requested
         if group.active:  # one all_reduce: the global batch's loss, and whether any rank must stop or save
             bad = (~torch.isfinite(total)).float()
-            step_loss, bad_losses, errors, late_ranks = distributed.sum_all(
-                group, [total.detach() * batch.share, bad, failed is not None, late]
+            step_loss, bad_losses, errors, late_ranks, stops = distributed.sum_all(
+                group, [total.detach() * batch.share, bad, failed is not None, late, stopping]
             )
             if errors:
                 distributed.raise_first(group, failed)
-            finite, late = bad_losses == 0 and math.isfinite(norm.item()), late_ranks > 0
+            finite, late, stopping = bad_losses == 0 and math.isfinite(norm.item()), late_ranks > 0, stops > 0
         else:
             # One sync per step: the global gradient norm (which clipping computes anyway) tells whether
             # anything went non-finite, in the loss or in any gradient.
@@ -301,12 +309,15 @@ def train_epoch(
             text = f"epoch {epoch + 1}/{cfg.epochs} loss {float(step_loss):.3f}" if record else None
             bar.update(bar.task_ids[0], advance=1, description=text)
         due = state.step % every == 0 if every_kind == "steps" else late
-        if checkpoint is not None and every and due and i + 1 < steps:
+        if checkpoint is not None and (stopping or (every and due and i + 1 < steps)):
             now = time.perf_counter()
             state.train_seconds += now - start
             start = last_checkpoint = now
             state.epoch_step, state.epoch_loss_sum = i + 1, loss_sum.item()
             checkpoint()
+        if stopping:
+            kept = "checkpoint written: continue with --resume" if checkpoint else "nothing written"
+            raise Stopped(f"stopped by SIGTERM after step {state.step} (epoch {epoch + 1}); {kept}")
     state.train_seconds += time.perf_counter() - start
     state.epoch_step, state.epoch_loss_sum = 0, 0.0
     return loss_sum.item() / steps
