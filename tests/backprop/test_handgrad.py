@@ -79,7 +79,7 @@ def test_wta_winner_is_lowest_ade_not_lowest_endpoint_error():
     np.testing.assert_allclose(grad_logits, [[0.5, -0.5]])  # softmax - onehot(winner)
 
 
-@pytest.mark.parametrize("reg", ["l2", "l1", "huber"])
+@pytest.mark.parametrize("reg", ["l2", "l1", "huber", "displacement"])
 def test_wta_loss_by_hand_equals_the_engine(reg):
     rng = np.random.default_rng(5)
     pred, logits = rng.standard_normal((6, 4, 5, 2)), rng.standard_normal((6, 4))

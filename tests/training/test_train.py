@@ -88,6 +88,26 @@ def test_l2_pulls_every_mode_to_the_mean_and_wta_does_not():
     assert torch.allclose(ends["wta"].sort().values, torch.tensor([-1.0, 1.0]), atol=0.05)  # one per branch
 
 
+def test_the_displacement_regression_finds_the_median_the_metrics_reward():
+    # One mode, three futures for the same input: 0, 0 and 3 m to the left. The expected minFDE is least
+    # at their median, 0 (1 m in expectation), not at their mean, 1 (1.33 m), where L2 puts the mode.
+    torch.manual_seed(0)
+    x, gt = torch.zeros(96, 4), torch.zeros(96, 1, 2)
+    gt[2::3, 0, 1] = 3.0
+    ends = {}
+    for regression in ("l2", "displacement"):
+        model = TrajectoryMLP(4, 1, ModelConfig(modes=1, width=16, depth=1))
+        opt = torch.optim.Adam(model.parameters(), lr=0.02)
+        for _ in range(400):
+            total, _ = losses.loss(model(x), gt, LossConfig(regression=regression, ce_weight=0.0))
+            opt.zero_grad()
+            total.backward()
+            opt.step()
+        ends[regression] = model(x[:1]).modes[0, 0, 0].detach()
+    assert torch.allclose(ends["l2"], torch.tensor([0.0, 1.0]), atol=0.05)
+    assert torch.allclose(ends["displacement"], torch.zeros(2), atol=0.05)
+
+
 def test_overfit_one_batch_reaches_one_percent(ds):
     result = overfit_one_batch(ds, TrainConfig())
     assert result.passed and result.ratio < 0.01, result.verdict

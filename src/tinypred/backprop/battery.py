@@ -25,7 +25,7 @@ from tinypred.backprop import handgrad
 from tinypred.backprop.engine import Tensor
 from tinypred.backprop.gradcheck import compare_gradients, gradcheck, numeric_gradient
 from tinypred.backprop.losses import huber, wta_loss
-from tinypred.backprop.numerics import sigmoid
+from tinypred.backprop.numerics import DISPLACEMENT_EPS, sigmoid
 from tinypred.errors import TinypredError
 
 # Central differences with eps = 1e-5 (not gradcheck's default 1e-6): their rounding error,
@@ -107,7 +107,9 @@ def torch_wta_loss(
     with torch.no_grad():
         winner = (pred - gt[:, None]).norm(dim=-1).mean(dim=-1).argmin(dim=1)
     best = pred[torch.arange(pred.shape[0]), winner]  # (B, T, 2)
-    if reg == "l2":
+    if reg == "displacement":
+        regression = ((best - gt).square().sum(-1) + DISPLACEMENT_EPS).sqrt().mean()
+    elif reg == "l2":
         regression = F.mse_loss(best, gt)
     elif reg == "l1":
         regression = F.l1_loss(best, gt)
@@ -223,7 +225,7 @@ OP_CASES: tuple[OpCase, ...] = (
             lambda p, lg, reg=reg: torch_wta_loss(p, lg, torch.from_numpy(_WTA_GT), 0.5, reg),
             _distinct_modes,
         )
-        for reg in ("l2", "l1", "huber")
+        for reg in ("l2", "l1", "huber", "displacement")
     ),
 )
 
@@ -323,7 +325,7 @@ HAND_CASES: tuple[HandCase, ...] = (
             lambda p, lg, reg=reg: torch_wta_loss(p, lg, torch.from_numpy(_WTA_GT), 0.5, reg),
             _distinct_modes,
         )
-        for reg in ("l2", "l1", "huber")
+        for reg in ("l2", "l1", "huber", "displacement")
     ),
 )
 

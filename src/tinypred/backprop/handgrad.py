@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from tinypred.backprop.numerics import (
+    DISPLACEMENT_EPS,
     Init,
     Regression,
     init_weight,
@@ -189,11 +190,16 @@ def gaussian_nll(
 
 
 def regression_terms(residual: np.ndarray, reg: Regression, delta: float) -> tuple[np.ndarray, np.ndarray]:
-    """Element-wise regression loss of a residual r = pred - target and its derivative dl/dr.
+    """Regression loss of a residual r = pred - target (..., 2) and its derivative dl/dr (..., 2).
 
     l2: r^2 and 2r; l1: |r| and sign(r) (0 at the kink r = 0, as torch); huber: r^2/2 for |r| <= delta,
-    else delta (|r| - delta/2), with derivative clip(r, -delta, delta) (C1: no kink at |r| = delta).
+    else delta (|r| - delta/2), with derivative clip(r, -delta, delta) (C1: no kink at |r| = delta); each
+    element-wise. displacement: one value per step, d = sqrt(r_x^2 + r_y^2 + eps) (shape (..., 1)), and
+    dd/dr = r / d: the unit vector along the error, whatever its size.
     """
+    if reg == "displacement":
+        value = np.sqrt((residual * residual).sum(-1, keepdims=True) + DISPLACEMENT_EPS)
+        return value, residual / value
     if reg == "l2":
         return residual * residual, 2 * residual
     if reg == "l1":
@@ -202,7 +208,7 @@ def regression_terms(residual: np.ndarray, reg: Regression, delta: float) -> tup
         abs_r = np.abs(residual)
         value = np.where(abs_r <= delta, 0.5 * residual * residual, delta * (abs_r - 0.5 * delta))
         return value, np.clip(residual, -delta, delta)
-    raise ValueError(f"reg must be 'l2', 'l1' or 'huber', got {reg!r}")
+    raise ValueError(f"reg must be 'l2', 'l1', 'huber' or 'displacement', got {reg!r}")
 
 
 def wta_loss(
@@ -217,7 +223,7 @@ def wta_loss(
 
     pred: (B, K, T, 2) trajectories, logits: (B, K) mode scores, gt: (B, T, 2).
     The winner k* of each sample is the mode with the lowest ADE (``winning_mode``); only that mode is
-    regressed (mean of the element-wise ``reg`` loss over its T*2 coordinates), and the logits are
+    regressed (mean of the ``reg`` loss over its T*2 coordinates, or T steps), and the logits are
     trained to pick it: L = mean_b [reg_b + ce_weight * CE(logits_b, k*_b)].
     Returns (L, dL/dpred: (B, K, T, 2), dL/dlogits: (B, K)); the losing modes get zero gradient.
     """

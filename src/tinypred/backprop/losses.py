@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from tinypred.backprop.engine import Tensor, _binary_op
-from tinypred.backprop.numerics import Regression, winning_mode
+from tinypred.backprop.numerics import DISPLACEMENT_EPS, Regression, winning_mode
 
 
 def huber(pred: Tensor, target: Tensor | ArrayLike, delta: float = 1.0) -> Tensor:
@@ -46,7 +46,8 @@ def wta_loss(
     """Winner-take-all loss on Tensors; the same definition as ``handgrad.wta_loss``.
 
     pred: (B, K, T, 2), logits: (B, K), gt: (B, T, 2) (data, no gradient). The winner is the mode with
-    the lowest ADE; loss = mean_b [mean over T*2 of reg(pred[b, winner] - gt[b]) + ce_weight * CE].
+    the lowest ADE; loss = mean_b [mean over T*2 of reg(pred[b, winner] - gt[b]) (over T for the
+    displacement) + ce_weight * CE].
     """
     gt = np.asarray(gt, dtype=pred.dtype)
     rows = np.arange(pred.shape[0])
@@ -58,8 +59,10 @@ def wta_loss(
         elementwise = (pred - target).abs()
     elif reg == "huber":
         elementwise = huber(pred, target, delta)
+    elif reg == "displacement":  # one value per step: (B, K, T, 1)
+        elementwise = (((pred - target) ** 2).sum(axis=3, keepdims=True) + DISPLACEMENT_EPS) ** 0.5
     else:
-        raise ValueError(f"reg must be 'l2', 'l1' or 'huber', got {reg!r}")
+        raise ValueError(f"reg must be 'l2', 'l1', 'huber' or 'displacement', got {reg!r}")
     # Regress every mode, then pick the winner's row of a (B, K) table: a gather on B*K scalars is much
     # cheaper to differentiate (np.add.at) than one on B whole (T, 2) trajectories.
     regression = elementwise.mean(axis=(2, 3))[rows, winner].mean()

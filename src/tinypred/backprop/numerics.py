@@ -12,7 +12,8 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 Init = Literal["kaiming", "xavier", "normal001"]
-Regression = Literal["l2", "l1", "huber"]
+Regression = Literal["l2", "l1", "huber", "displacement"]
+DISPLACEMENT_EPS = 1e-6  # m^2 inside the square root: a finite gradient at a perfect fit (as the model's)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

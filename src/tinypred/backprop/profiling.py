@@ -154,7 +154,7 @@ class EngineStep:
     activation: Literal["relu", "tanh", "sigmoid"]
     pos_scale: np.ndarray
     modes: int
-    regression: Literal["l1", "l2", "huber"]
+    regression: Literal["l1", "l2", "huber", "displacement"]
     huber_delta: float
     ce_weight: float
     optimizer: Literal["adamw", "sgd"]
