@@ -107,13 +107,8 @@ class Predictor:
         only feeds the far-out warning; a model always uses its own."""
         if sum(x is not None for x in (loaded, baseline, onnx)) != 1:
             raise TypeError("a Predictor wraps a loaded model, an ONNX graph or a baseline, exactly one")
-        self.encoding, self.loaded, self.baseline_, self.onnx, self.name = (
-            encoding,
-            loaded,
-            baseline,
-            onnx,
-            name,
-        )
+        self.encoding, self.name = encoding, name
+        self.loaded, self.baseline_, self.onnx = loaded, baseline, onnx
         self.normalizer = next((m.normalizer for m in (loaded, onnx) if m is not None), normalizer)
         self.inputs = InputBuilder(encoding)
         self._groups = feature_layout(
