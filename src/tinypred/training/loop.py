@@ -193,7 +193,7 @@ def _train(
                 if row["val_minFDE@6"] < state.best:
                     state.best, state.best_epoch, state.bad_epochs = row["val_minFDE@6"], epoch, 0
                     info = {"epoch": epoch + 1, "step": state.step, "val": row}
-                    meta = (_as_json(cfg), info, ds.dt, encoding_of(ds))
+                    meta = (json.loads(cfg.model_dump_json()), info, ds.dt, encoding_of(ds))
                     save_model(out_dir / MODEL_FILE, model, ds.normalizer, *meta)
                 else:
                     state.bad_epochs += 1
@@ -233,10 +233,6 @@ def _rows(split: EncodedScenes | ShardedScenes, n: int) -> EncodedScenes:
     if isinstance(split, ShardedScenes):
         return split.subset(slice(0, n), check=True)
     return split.subset(slice(0, n))
-
-
-def _as_json(cfg: TrainConfig) -> dict[str, Any]:
-    return json.loads(cfg.model_dump_json())
 
 
 def train_epoch(
