@@ -87,7 +87,8 @@ def rotate_vectors(vectors: np.ndarray, angle: np.ndarray, dtype=np.float64) -> 
 def _states(states: np.ndarray, mask: np.ndarray, pose: np.ndarray, out: np.ndarray) -> None:
     """World states (N, ..., 5) of x, y, heading, vx, vy into the agent frames of pose (N, 3), written
     into out (N, ..., 6) as the state features; steps where mask (N, ...) is False become zeros."""
-    rel = states[..., 2] - pose[:, 2].reshape((-1,) + (1,) * (states.ndim - 2))
+    # float32 trigonometry: vectorised (see `geometry.arc`), and the features are float32.
+    rel = (states[..., 2] - pose[:, 2].reshape((-1,) + (1,) * (states.ndim - 2))).astype(np.float32)
     out[..., :2] = to_agent(states[..., :2], pose, np.float32)
     out[..., 2:4] = rotate_vectors(states[..., 3:5], -pose[:, 2], np.float32)
     out[..., 4] = np.sin(rel)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from tinypred.data.drawn import Drawn
-from tinypred.data.paths import SpeedPlan, path_pose, rollout_speed, s_curve
+from tinypred.data.paths import SpeedPlan, path_points, path_pose, rollout_speed, s_curve
 from tinypred.data.scene_config import MAX_ALTERNATIVES, SceneConfig
 
 LANE_WIDTH = 3.5
@@ -313,11 +313,11 @@ def _drawn(fam: Family, cfg: SceneConfig) -> Drawn:
     alts = SpeedPlan(*(getattr(fam.alts, f.name)[:, :m] for f in fields(SpeedPlan)))
     s_alt = rollout_speed(alts, np.full((b, m), S_END), np.repeat(fam.v_end[:, None], m, 1), T, cfg.dt)
     alt_z = np.zeros((b, M, T), complex)
-    alt_z[:, :m] = path_pose(fam.start[:, None], alts.length, alts.kappa, s_alt)[0]
+    alt_z[:, :m] = path_points(fam.start[:, None], alts.length, alts.kappa, s_alt)
 
     def drive(plan: SpeedPlan) -> np.ndarray:
         s = rollout_speed(plan, np.full(b, S_END), fam.v_end, T, cfg.dt)
-        return path_pose(fam.start, plan.length, plan.kappa, s)[0]
+        return path_points(fam.start, plan.length, plan.kappa, s)
 
     lanes = np.zeros((b, L, P), complex)
     lane_mask = np.zeros((b, L), bool)
@@ -325,7 +325,7 @@ def _drawn(fam: Family, cfg: SceneConfig) -> Drawn:
     grid = np.linspace(0.0, 1.0, P)
     for i, ln in enumerate(fam.lanes):
         s = ln["span"][:, :1] + grid * (ln["span"][:, 1:] - ln["span"][:, :1])
-        lanes[:, i] = path_pose(ln["start"], ln["length"], ln["kappa"], s)[0] * ln["mask"][:, None]
+        lanes[:, i] = path_points(ln["start"], ln["length"], ln["kappa"], s) * ln["mask"][:, None]
         lane_mask[:, i] = ln["mask"]
         lane_type[:, i] = ln["type"]
 

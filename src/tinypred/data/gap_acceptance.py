@@ -29,7 +29,7 @@ from tinypred.data.interactive_kit import (
     support,
     traits_with_real,
 )
-from tinypred.data.paths import path_pose
+from tinypred.data.paths import path_points
 from tinypred.data.scene_config import CROSS_INTENTS, SceneConfig
 from tinypred.data.traffic import (
     A_HARD,
@@ -140,7 +140,7 @@ def build_yield(rng: np.random.Generator, cfg: SceneConfig, b: int) -> Drawn:
     start = np.stack([x_conf, Y_LANE + d_c, np.full(b, -np.pi / 2)], -1)[turned]
     length = np.stack([turn_at[turned, 0], np.full(len(turned), arc), np.zeros(len(turned))], -1)
     kappa = np.broadcast_to([0.0, -1 / R_CROSS, 0.0], length.shape)
-    cross_z[turned] = path_pose(start, length, kappa, s[:, turned, 2].T)[0]
+    cross_z[turned] = path_points(start, length, kappa, s[:, turned, 2].T)
     cross_z = cross_z.T
     down = -np.pi / 2  # the crossing road's near lane runs down (-y) through the conflict point
     lanes = map_lanes(

@@ -15,7 +15,7 @@ import numpy as np
 
 from tinypred.data.drawn import Drawn
 from tinypred.data.families import LANE_WIDTH, S_END
-from tinypred.data.paths import A_FREE, path_pose
+from tinypred.data.paths import A_FREE, path_points
 from tinypred.data.scene_config import MAX_ALTERNATIVES, SceneConfig
 from tinypred.data.traffic import A_HARD, ballistic_step, follow_leader
 
@@ -88,7 +88,7 @@ def map_lanes(cfg: SceneConfig, b: int, specs: list[tuple]) -> tuple[np.ndarray,
     """Map context (B, L, P) from lane specs, most important first (those beyond cfg.max_lanes left
     out): start (x, y) (scalars or (B,)), heading, segment lengths and curvatures, the span along the
     lane (a pair, or (B, 2)), and its type. The shape (heading, segments) is shared by the batch: it is
-    walked once (`paths.path_pose`), then moved to each start."""
+    walked once (`paths.path_points`), then moved to each start."""
     L, P = cfg.max_lanes, cfg.lane_points
     lanes, mask, kind = np.zeros((b, L, P), complex), np.zeros((b, L), bool), np.zeros((b, L), np.int8)
     grid = np.linspace(0.0, 1.0, P)
@@ -99,7 +99,7 @@ def map_lanes(cfg: SceneConfig, b: int, specs: list[tuple]) -> tuple[np.ndarray,
             shape = at * np.exp(1j * heading)
         else:
             segments = np.array([length], float), np.array([kappa], float)
-            shape = path_pose(np.array([[0.0, 0.0, heading]]), *segments, np.atleast_2d(at))[0]
+            shape = path_points(np.array([[0.0, 0.0, heading]]), *segments, np.atleast_2d(at))
         lanes[:, i] = np.asarray(x)[..., None] + 1j * np.asarray(y)[..., None] + shape
         mask[:, i], kind[:, i] = True, typ
     return lanes, mask, kind

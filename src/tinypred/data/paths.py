@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinypred.geometry import advance
+from tinypred.geometry import advance, arc
 
 A_FREE = 1.0  # gentle acceleration toward the cruise speed, m/s^2
 A_BRAKE_MAX = 5.0  # the hard braking limit, m/s^2
@@ -26,20 +26,46 @@ A_BRAKE_MAX = 5.0  # the hard braking limit, m/s^2
 
 def path_pose(start: np.ndarray, length: np.ndarray, kappa: np.ndarray, s: np.ndarray):
     """Position (B..., S) complex and heading (B..., S) at arc lengths s (B..., S) along the paths."""
-    z, heading = start[..., 0] + 1j * start[..., 1], start[..., 2]
-    z0, h0 = z[..., None], heading[..., None]
-    s0, k0 = np.zeros_like(s), kappa[..., :1]
+    z0, u0, h0, s0, k0 = _segment_starts(start, length, kappa, s, heading=True)
+    step, turn = arc(s - s0, k0)
+    return z0 + u0 * step, h0 + turn
+
+
+def path_points(start: np.ndarray, length: np.ndarray, kappa: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """`path_pose`'s positions alone (the heading costs a pass over every query)."""
+    z0, u0, _, s0, k0 = _segment_starts(start, length, kappa, s, heading=False)
+    return z0 + u0 * arc(s - s0, k0)[0]
+
+
+def _segment_starts(start, length, kappa, s, heading: bool):
+    """For each query arc length s (B..., S), the start of the segment it lies on (the last one that starts
+    at or before it): position (complex), direction e^{i heading}, heading (None unless asked), arc
+    length and curvature, each (B..., S)."""
+    z, h = start[..., 0] + 1j * start[..., 1], start[..., 2]
+    z0, u0, s0, k0 = (
+        np.empty(s.shape, complex),
+        np.empty(s.shape, complex),
+        np.zeros(s.shape),
+        np.empty(s.shape),
+    )
+    z0[...], u0[...], k0[...] = z[..., None], np.exp(1j * h)[..., None], kappa[..., :1]
+    h0 = None
+    if heading:
+        h0 = np.empty(s.shape)
+        h0[...] = h[..., None]
     begin = np.zeros(length.shape[:-1])
-    # Walk the segments: a query takes the last segment that starts at or before it.
+    # Walk the segments (few): each query moves on to every segment that starts at or before it.
     for j in range(1, length.shape[-1]):
-        z, heading = advance(z, heading, length[..., j - 1], kappa[..., j - 1])
+        z, h = advance(z, h, length[..., j - 1], kappa[..., j - 1])
         begin = begin + length[..., j - 1]
         later = s >= begin[..., None]
-        z0 = np.where(later, z[..., None], z0)
-        h0 = np.where(later, heading[..., None], h0)
-        s0 = np.where(later, begin[..., None], s0)
-        k0 = np.where(later, kappa[..., j : j + 1], k0)
-    return advance(z0, h0, s - s0, k0)
+        np.copyto(z0, z[..., None], where=later)
+        np.copyto(u0, np.exp(1j * h)[..., None], where=later)
+        np.copyto(s0, begin[..., None], where=later)
+        np.copyto(k0, kappa[..., j : j + 1], where=later)
+        if heading:
+            np.copyto(h0, h[..., None], where=later)
+    return z0, u0, h0, s0, k0
 
 
 def s_curve(dx: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

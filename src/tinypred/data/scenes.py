@@ -38,7 +38,7 @@ from tinypred.data.scene_config import (
     SceneConfig,
 )
 from tinypred.errors import TinypredError
-from tinypred.geometry import as_points, rotate
+from tinypred.geometry import as_points, rotate, wrap_angle
 
 FOCAL, SCORED = 3, 2  # Argoverse 2's track categories of a sample's target
 
@@ -178,7 +178,7 @@ class Scenes(SceneArrays):
 # Putting a batch together
 
 
-CHUNK = 8192  # scenes per vectorised batch; fixed, so that a seed always gives the same arrays
+CHUNK = 32768  # scenes per vectorised batch; fixed, so that a seed always gives the same arrays
 BUILDERS = FAMILY_BUILDERS | INTERACTIVE_BUILDERS
 
 
@@ -211,8 +211,8 @@ def generate_with_resamplers(
         raise TinypredError(f"expected a number of scenes >= 0, got {n}", arg="n")
     H, T, L, M = cfg.history_steps, cfg.future_steps, cfg.max_lanes, cfg.max_neighbours
     A = MAX_ALTERNATIVES
-    # The arrays every scene has the same value in; the rest each chunk writes. np.zeros costs nothing
-    # until written, so the neighbour slots of scenes without other agents cost nothing.
+    # Every family batch writes its rows of the np.empty arrays. The neighbour slots start empty (np.zeros
+    # costs nothing until written): only the scenes with other agents write theirs.
     scenes = Scenes(
         history=np.empty((n, H, 5)),
         history_mask=np.ones((n, H), bool),
@@ -223,11 +223,11 @@ def generate_with_resamplers(
         lane_type=np.empty((n, L), np.int8),
         lane_is_intersection=np.zeros((n, L), bool),
         neighbours=np.zeros((n, M, H, 5), np.float32),
-        neighbour_mask=np.empty((n, M, H), bool),
-        neighbour_type=np.empty((n, M), np.int8),
-        neighbour_track_id=np.empty((n, M), "<U21"),
-        neighbour_future=np.empty((n, M, T, 2), np.float32),
-        neighbour_future_mask=np.empty((n, M, T), bool),
+        neighbour_mask=np.zeros((n, M, H), bool),
+        neighbour_type=np.full((n, M), -1, np.int8),
+        neighbour_track_id=np.zeros((n, M), "<U21"),  # all ""
+        neighbour_future=np.zeros((n, M, T, 2), np.float32),
+        neighbour_future_mask=np.zeros((n, M, T), bool),
         alt_futures=np.empty((n, A, T, 2), np.float32),
         alt_probs=np.empty((n, A)),
         alt_mask=np.empty((n, A), bool),
@@ -245,150 +245,113 @@ def generate_with_resamplers(
     starts = range(0, n, CHUNK)
 
     def fill(lo: int, child: np.random.SeedSequence) -> list[Resampler]:
-        work = _workspace(cfg, min(CHUNK, n - lo))
-        parts = _fill(cfg, np.random.default_rng(child), work)
-        _assemble(work, scenes, lo)
-        return [replace(r, rows=r.rows + lo) for r in parts]
+        return _fill(cfg, np.random.default_rng(child), scenes, lo, min(CHUNK, n - lo))
 
-    # Chunks have their own random streams and disjoint outputs, so threads (NumPy releases the GIL in
-    # its loops) change the speed, never the numbers.
+    # Chunks have their own random streams and disjoint rows, so threads (NumPy releases the GIL in its
+    # loops) change the speed, never the numbers.
     with ThreadPoolExecutor(max_workers=min(len(starts), os.cpu_count() or 1) or 1) as pool:
         resamplers = [r for parts in pool.map(fill, starts, seq.spawn(len(starts))) for r in parts]
     return scenes, resamplers
 
 
-def _workspace(cfg: SceneConfig, n: int) -> dict[str, np.ndarray]:
-    """A chunk's arrays as the builders write them: positions complex, the target's past as position,
-    heading and speed, the other agents in slots nearest first."""
-    H, T, L, P, A = cfg.history_steps, cfg.future_steps, cfg.max_lanes, cfg.lane_points, MAX_ALTERNATIVES
-    M = cfg.max_neighbours
-    return {
-        "hist_z": np.zeros((n, H), complex),
-        "hist_heading": np.zeros((n, H)),
-        "hist_speed": np.zeros((n, H)),
-        "future": np.zeros((n, T), np.complex64),
-        "lanes": np.zeros((n, L, P), np.complex64),
-        "lane_mask": np.zeros((n, L), bool),
-        "lane_type": np.zeros((n, L), np.int8),
-        "alt_futures": np.zeros((n, A, T), np.complex64),
-        "alt_probs": np.zeros((n, A)),
-        "alt_mask": np.zeros((n, A), bool),
-        "alt_intent": np.full((n, A), -1, np.int8),
-        "family": np.zeros(n, np.int8),
-        "intent": np.zeros(n, np.int8),
-        "nb_z": np.zeros((n, M, H), np.complex64),
-        "nb_heading": np.zeros((n, M, H), np.float32),
-        "nb_speed": np.zeros((n, M, H), np.float32),
-        "nb_future": np.zeros((n, M, T), np.complex64),
-        "nb_mask": np.zeros((n, M), bool),
-    }
-
-
-def _assemble(work: dict[str, np.ndarray], scenes: Scenes, lo: int) -> None:
-    """Write a chunk's workspace into rows lo: of the scenes' arrays, as states and points."""
-    rows = slice(lo, lo + len(work["family"]))
-    history = scenes.history[rows]
-    velocity = work["hist_speed"] * np.exp(1j * work["hist_heading"])
-    for c, part in enumerate(
-        (work["hist_z"].real, work["hist_z"].imag, work["hist_heading"], velocity.real, velocity.imag)
-    ):
-        history[..., c] = part
-    for key in ("future", "lanes", "alt_futures"):
-        getattr(scenes, key)[rows] = as_points(work[key])
-    for key in ("lane_mask", "lane_type", "alt_probs", "alt_mask", "alt_intent", "family", "intent"):
-        getattr(scenes, key)[rows] = work[key]
-    nb = work["nb_mask"]
-    # Only the scenes with other agents (the interactive families) have neighbours to assemble.
-    some = np.flatnonzero(nb.any(1))
-    z, heading = work["nb_z"][some], work["nb_heading"][some]
-    velocity = work["nb_speed"][some] * np.exp(1j * heading)
-    scenes.neighbours[lo + some] = np.stack([z.real, z.imag, heading, velocity.real, velocity.imag], -1)
-    scenes.neighbour_mask[rows] = nb[:, :, None]
-    scenes.neighbour_type[rows] = np.where(nb, OBJECT_TYPES.index("vehicle"), -1)
-    slot_names = np.arange(1, nb.shape[1] + 1).astype("U")  # track ids within a scene; the target is "focal"
-    scenes.neighbour_track_id[rows] = np.where(nb, slot_names, "")
-    scenes.neighbour_future[rows] = as_points(work["nb_future"])
-    scenes.neighbour_future_mask[rows] = nb[:, :, None]
-
-
-def _place(out: dict[str, np.ndarray], idx: np.ndarray, drawn: Drawn) -> None:
-    """Write one family's batch into rows idx of the chunk's arrays; its other agents into the neighbour
-    slots, nearest to the target at the last observed step first (as the AV2 importer orders them)."""
-    for key in ("hist_z", "hist_heading", "hist_speed", "future", "lanes", "lane_mask", "lane_type"):
-        out[key][idx] = getattr(drawn, key)
-    for key in ("alt_futures", "alt_probs", "alt_mask", "intent"):
-        out[key][idx] = getattr(drawn, key)
-    if drawn.agents == 0 or out["nb_mask"].shape[1] == 0:
-        return
-    gap = np.where(drawn.nb_mask, np.abs(drawn.nb_z[:, :, -1] - drawn.hist_z[:, -1:]), np.inf)
-    order = np.argsort(gap, axis=1, kind="stable")[:, : out["nb_mask"].shape[1]]
-    m = order.shape[1]
-    for key, src in (("nb_z", "nb_z"), ("nb_heading", "nb_heading"), ("nb_speed", "nb_speed")):
-        out[key][idx, :m] = np.take_along_axis(getattr(drawn, src), order[..., None], 1)
-    out["nb_future"][idx, :m] = np.take_along_axis(drawn.nb_future, order[..., None], 1)
-    out["nb_mask"][idx, :m] = np.take_along_axis(drawn.nb_mask, order, 1)
-
-
-def _fill(cfg: SceneConfig, rng: np.random.Generator, out: dict[str, np.ndarray]) -> list[Resampler]:
-    """Generate len(out['family']) scenes into the chunk's workspace `out`; a Resampler per family batch."""
-    n = len(out["family"])
+def _fill(cfg: SceneConfig, rng: np.random.Generator, scenes: Scenes, lo: int, n: int) -> list[Resampler]:
+    """Generate rows lo to lo + n of `scenes`, one family batch at a time; a Resampler per batch."""
     weights = np.array([cfg.family_weights.get(f, 0.0) for f in SYNTHETIC_FAMILIES])
-    out["family"][:] = rng.choice(len(SYNTHETIC_FAMILIES), n, p=weights / weights.sum())
-    batches = []
+    family = rng.choice(len(SYNTHETIC_FAMILIES), n, p=weights / weights.sum())
+    scenes.family[lo : lo + n] = family
+    resamplers = []
     for k, name in enumerate(SYNTHETIC_FAMILIES):
-        idx = np.flatnonzero(out["family"] == k)
-        if len(idx) == 0:
+        rows = lo + np.flatnonzero(family == k)
+        if len(rows) == 0:
             continue
-        drawn = BUILDERS[name](rng, cfg, len(idx))
-        _place(out, idx, drawn)
-        batches.append((idx, drawn.resample))
-        names = FAMILY_INTENTS[name]
-        out["alt_intent"][idx, : len(names)] = [INTENTS.index(x) for x in names]
-    out["alt_intent"][~out["alt_mask"]] = -1
+        drawn = BUILDERS[name](rng, cfg, len(rows))
+        # A random world pose per scene: rotate about the canonical origin, then shift.
+        angle = rng.uniform(-np.pi, np.pi, len(rows))
+        shift = rng.uniform(-1000.0, 1000.0, len(rows)) + 1j * rng.uniform(-1000.0, 1000.0, len(rows))
+        pose = _Pose(angle, np.exp(1j * angle), shift)
+        _write_target(cfg, rng, drawn, pose, scenes, rows, FAMILY_INTENTS[name])
+        if drawn.agents and scenes.neighbours.shape[1]:
+            _write_others(cfg, rng, drawn, pose, scenes, rows)
+        resamplers.append(Resampler(rows, drawn.resample, pose.turn, shift))
+    return resamplers
 
-    # Observation noise, on the history only.
-    shape = out["hist_speed"].shape
-    out["hist_z"] += cfg.pos_noise * (rng.standard_normal(shape) + 1j * rng.standard_normal(shape))
-    out["hist_heading"] += cfg.heading_noise * rng.standard_normal(shape)
-    out["hist_speed"][:] = np.maximum(out["hist_speed"] + cfg.speed_noise * rng.standard_normal(shape), 0.0)
 
-    # A random world pose per scene: rotate about the canonical origin, then shift.
-    angle = rng.uniform(-np.pi, np.pi, n)
-    turn = np.exp(1j * angle)
-    shift = rng.uniform(-1000.0, 1000.0, n) + 1j * rng.uniform(-1000.0, 1000.0, n)
-    for key, mask in (
-        ("hist_z", None),
-        ("future", None),
-        ("lanes", "lane_mask"),
-        ("alt_futures", "alt_mask"),
-    ):
-        z = out[key]
+@dataclass(frozen=True)
+class _Pose:
+    """A batch's world poses: angle (B,), turn = e^{i angle}, shift (B,) complex."""
+
+    angle: np.ndarray
+    turn: np.ndarray
+    shift: np.ndarray
+
+    def move(self, z: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """Canonical positions z (B, ...) complex at the world pose, as points (B, ..., 2) float32 (6e-5 m
+        of resolution within the 1 km of the shift); zeros where mask (B, ... some leading dims) is False."""
         extra = (1,) * (z.ndim - 1)
-        moved = z * turn.astype(z.dtype).reshape(n, *extra) + shift.astype(z.dtype).reshape(n, *extra)
-        z[:] = (
-            moved
-            if mask is None
-            else np.where(out[mask].reshape(*out[mask].shape, *(1,) * (z.ndim - 2)), moved, 0)
-        )
-    out["hist_heading"][:] = np.angle(
-        np.exp(1j * (out["hist_heading"] + angle[:, None]))
-    )  # wrap to (-pi, pi]
+        moved = z.astype(np.complex64)
+        moved *= self.turn.astype(np.complex64).reshape(-1, *extra)
+        moved += self.shift.astype(np.complex64).reshape(-1, *extra)
+        if mask is not None:
+            moved *= mask.reshape(*mask.shape, *(1,) * (z.ndim - mask.ndim))
+        return as_points(moved)
 
-    # The other agents' pasts are observed like the target's, and move to the same world pose. Drawn
-    # last, so that a config without interactive families draws exactly the numbers it always did.
-    rows = np.flatnonzero(out["nb_mask"].any(1))
-    if len(rows):
-        seen = out["nb_mask"][rows][..., None]
-        shape = out["nb_speed"][rows].shape
-        turn_r = turn[rows, None, None].astype(np.complex64)
-        shift_r = shift[rows, None, None].astype(np.complex64)
-        noise = cfg.pos_noise * (rng.standard_normal(shape) + 1j * rng.standard_normal(shape))
-        out["nb_z"][rows] = ((out["nb_z"][rows] + noise) * turn_r + shift_r) * seen
-        out["nb_future"][rows] = (out["nb_future"][rows] * turn_r + shift_r) * seen
-        heading = (
-            out["nb_heading"][rows] + angle[rows, None, None] + cfg.heading_noise * rng.standard_normal(shape)
-        )
-        out["nb_heading"][rows] = np.angle(np.exp(1j * heading)) * seen
-        speed = out["nb_speed"][rows] + cfg.speed_noise * rng.standard_normal(shape)
-        out["nb_speed"][rows] = np.maximum(speed, 0.0) * seen
-    return [Resampler(idx, resample, turn[idx], shift[idx]) for idx, resample in batches]
+
+def _observed(
+    cfg: SceneConfig, rng: np.random.Generator, z, heading, speed, pose: _Pose, dtype
+) -> np.ndarray:
+    """The states (B, ..., 5) of x, y, heading, vx, vy, as `dtype`, of agents at noise-free positions z
+    (B, ...) complex, headings and speeds: observed with the configured noise, at the world pose."""
+    shape = np.shape(z)
+    extra = (1,) * (len(shape) - 1)
+    noise = rng.standard_normal((4, *shape), dtype=np.float32)  # observation noise on the pasts only
+    out = np.empty((*shape, 5), dtype)
+    complex_dtype = np.result_type(dtype, np.complex64)
+    turn, shift = (x.astype(complex_dtype).reshape(-1, *extra) for x in (pose.turn, pose.shift))
+    z = (z + cfg.pos_noise * (noise[0] + 1j * noise[1])).astype(complex_dtype, copy=False) * turn + shift
+    out[..., 0], out[..., 1] = z.real, z.imag
+    out[..., 2] = h = wrap_angle(heading + (pose.angle.reshape(-1, *extra) + cfg.heading_noise * noise[2]))
+    v = np.maximum(speed + cfg.speed_noise * noise[3], 0.0)
+    h = h.astype(np.float32)  # vectorised trigonometry (see `geometry.arc`); 1e-7 of the speed
+    out[..., 3], out[..., 4] = v * np.cos(h), v * np.sin(h)
+    return out
+
+
+def _write_target(
+    cfg: SceneConfig, rng: np.random.Generator, drawn: Drawn, pose: _Pose, scenes: Scenes, rows, intents
+) -> None:
+    """Write a family batch's target, map and mixture into `rows` of the scenes, at the world pose."""
+    scenes.history[rows] = _observed(
+        cfg, rng, drawn.hist_z, drawn.hist_heading, drawn.hist_speed, pose, np.float64
+    )
+    scenes.future[rows] = pose.move(drawn.future)
+    scenes.lanes[rows] = pose.move(drawn.lanes, drawn.lane_mask)
+    scenes.alt_futures[rows] = pose.move(drawn.alt_futures, drawn.alt_mask)
+    scenes.lane_mask[rows], scenes.lane_type[rows] = drawn.lane_mask, drawn.lane_type
+    scenes.alt_probs[rows], scenes.alt_mask[rows] = drawn.alt_probs, drawn.alt_mask
+    scenes.intent[rows] = drawn.intent
+    slots = np.full(MAX_ALTERNATIVES, -1, np.int8)
+    slots[: len(intents)] = [INTENTS.index(x) for x in intents]
+    scenes.alt_intent[rows] = np.where(drawn.alt_mask, slots, -1)
+
+
+def _write_others(
+    cfg: SceneConfig, rng: np.random.Generator, drawn: Drawn, pose: _Pose, scenes: Scenes, rows
+) -> None:
+    """Write a family batch's other agents into the neighbour slots of `rows`, nearest to the target at the
+    last observed step first (as the AV2 importer orders them), observed like the target."""
+    m = min(drawn.agents, scenes.neighbours.shape[1])
+    gap = np.where(drawn.nb_mask, np.abs(drawn.nb_z[:, :, -1] - drawn.hist_z[:, -1:]), np.inf)
+    order = np.argsort(gap, axis=1, kind="stable")[:, :m]
+
+    def slotted(a: np.ndarray) -> np.ndarray:  # (B, R, ...) -> (B, m, ...) in slot order
+        return np.take_along_axis(a, order.reshape(*order.shape, *(1,) * (a.ndim - 2)), 1)
+
+    seen = slotted(drawn.nb_mask)
+    states = _observed(
+        cfg, rng, slotted(drawn.nb_z), slotted(drawn.nb_heading), slotted(drawn.nb_speed), pose, np.float32
+    )
+    scenes.neighbours[rows, :m] = states * seen[..., None, None]
+    scenes.neighbour_future[rows, :m] = pose.move(slotted(drawn.nb_future), seen)
+    scenes.neighbour_mask[rows, :m] = scenes.neighbour_future_mask[rows, :m] = seen[..., None]
+    scenes.neighbour_type[rows, :m] = np.where(seen, OBJECT_TYPES.index("vehicle"), -1)
+    scenes.neighbour_track_id[rows, :m] = np.where(seen, np.arange(1, m + 1).astype("U"), "")

@@ -39,7 +39,7 @@ from tinypred.data.encoding import EncodedScenes, rotate_vectors, to_world
 from tinypred.data.scene_config import LANE_TYPES, OBJECT_TYPES
 from tinypred.errors import TinypredError
 from tinypred.fileio import atomic_directory, write_json
-from tinypred.geometry import as_complex, as_points
+from tinypred.geometry import as_complex, as_points, wrap_angle
 
 MANIFEST = "tinypred_av2_export.json"  # marks a directory as an export of ours (and says what it holds)
 FORMAT = "tinypred-av2-export"
@@ -199,16 +199,11 @@ def scenario_table(enc: EncodedScenes, has_future: bool) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=pa.schema(SCENARIO_COLUMNS))
 
 
-def _wrap(angle: np.ndarray) -> np.ndarray:
-    """Angles wrapped to (-pi, pi]."""
-    return np.pi - np.mod(np.pi - angle, 2 * np.pi)
-
-
 def _world_states(states: np.ndarray, pose: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Agent-frame state features (K, H, 6) in the frames of pose (K, 3) -> world positions (K, H, 2),
     headings (K, H) and velocities (K, H, 2), float64."""
     states = states.astype(np.float64)
-    heading = _wrap(np.arctan2(states[..., 4], states[..., 5]) + pose[:, 2:3])
+    heading = wrap_angle(np.arctan2(states[..., 4], states[..., 5]) + pose[:, 2:3])
     return to_world(states[..., :2], pose), heading, rotate_vectors(states[..., 2:4], pose[:, 2])
 
 
