@@ -17,6 +17,7 @@ import pytest
 from tinypred.data import dataset
 from tinypred.data.encoding import EncodedScenes
 from tinypred.data.scene_config import SceneConfig
+from tinypred.data.scenes import CHUNK
 from tinypred.data.store import DatasetWriter
 from tinypred.data.validate import expected_arrays
 from tinypred.errors import TinypredError
@@ -38,6 +39,34 @@ def test_round_trip_and_meta(small_dataset):
     assert len(set(ds.train.scenario_id) | set(ds.test.scenario_id)) == 1500  # ids unique across splits
     for file in small_dataset.rglob("*.npy"):  # plain arrays: nothing needs unpickling
         assert np.load(file, allow_pickle=False).dtype != object
+
+
+def test_write_streams_the_dataset_make_builds_block_by_block(tmp_path):
+    """`write` (what `tinypred data generate` runs) generates, encodes and writes a block at a time, with
+    shards that straddle blocks, and gives the dataset `make` holds in memory."""
+    n = CHUNK + 3  # two blocks of the train split
+    dataset.write(SceneConfig(), n, 5, 0, seed=4, out=tmp_path / "ds", shard_size=10000, block=CHUNK)
+    back = dataset.load(tmp_path / "ds")
+    assert json.loads((tmp_path / "ds" / "meta.json").read_text())["splits"]["train"]["shards"] == [
+        10000,
+        10000,
+        10000,
+        2771,
+    ]
+    whole = dataset.make(SceneConfig(), n, 5, 0, seed=4, block=CHUNK)
+    for split in dataset.SPLITS:
+        for name in EncodedScenes.array_names():
+            got, want = getattr(back.split(split), name), getattr(whole.split(split), name)
+            np.testing.assert_array_equal(got, want, err_msg=f"{split}.{name}")
+    np.testing.assert_array_equal(back.normalizer.mean, whole.normalizer.mean)
+    np.testing.assert_array_equal(back.normalizer.std, whole.normalizer.std)
+    assert dataset.meta_of(back) == dataset.meta_of(whole)
+    # One block or two: the same samples, and the normaliser up to float32 rounding of its moments.
+    one = dataset.make(SceneConfig(), n, 5, 0, seed=4)
+    np.testing.assert_array_equal(one.train.history, whole.train.history)
+    np.testing.assert_allclose(one.normalizer.std, whole.normalizer.std, rtol=1e-6)
+    with pytest.raises(TinypredError, match=f"multiple of {CHUNK}"):
+        dataset.make(SceneConfig(), 10, 1, 1, seed=0, block=1000)
 
 
 def test_the_schema_names_every_array_a_split_holds():
@@ -77,7 +106,7 @@ def test_a_killed_generation_leaves_the_old_dataset_or_none(tmp_path):
     dataset.save(dataset.make(SceneConfig(), 40, 5, 5, seed=0), out)
     code = (
         "from tinypred.data import dataset\nfrom tinypred.data.scene_config import SceneConfig\n"
-        f"dataset.save(dataset.make(SceneConfig(), 150000, 5, 5, seed=1), {str(out)!r})\n"
+        f"dataset.write(SceneConfig(), 150000, 5, 5, seed=1, out={str(out)!r})\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code])
     deadline = time.monotonic() + 60
@@ -177,6 +206,11 @@ def test_bad_counts_and_directories(tmp_path):
     with pytest.raises(TinypredError, match="not a tinypred dataset; refusing to replace it"):
         dataset.save(dataset.make(SceneConfig(), 5, 0, 0, 0), tmp_path / "mine")
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    with pytest.raises(
+        TinypredError, match=r"1000000000015 scenes need about \d+\.\d GiB on disk; .* free"
+    ) as info:
+        dataset.write(SceneConfig(), 5, 10**12, 10, 0, tmp_path / "huge")  # refused before anything is made
+    assert info.value.arg == "n_val" and not (tmp_path / "huge").exists()
 
 
 def test_summary_counts(small_dataset):

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from tinypred.config import load_config
 from tinypred.data.paths import path_pose, s_curve
 from tinypred.data.scene_config import DECISION_FAMILIES, FAMILIES, INTENTS, MAX_ALTERNATIVES, SceneConfig
-from tinypred.data.scenes import generate
+from tinypred.data.scenes import CHUNK, Scenes, generate
 from tinypred.errors import TinypredError
 
 NOISE_FREE = {"pos_noise": 0.0, "heading_noise": 0.0, "speed_noise": 0.0}
@@ -106,10 +106,17 @@ def test_chosen_intent_follows_the_priors():
 
 def test_same_seed_same_arrays_other_seed_other_arrays():
     cfg = SceneConfig()
-    a, b, c = generate(cfg, 9000, 5), generate(cfg, 9000, 5), generate(cfg, 9000, 6)  # > one chunk
-    for name in ("history", "future", "lanes", "alt_futures", "alt_probs", "family", "intent"):
-        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    n = CHUNK + 7  # two chunks, made by two threads
+    a, b, c = generate(cfg, n, 5), generate(cfg, n, 5), generate(cfg, n, 6)
+    # ... and the same rows made piece by piece, as a dataset too large for memory is
+    parts = Scenes.concatenate([generate(cfg, CHUNK, 5), generate(cfg, 7, 5, start=CHUNK)])
+    for name in Scenes.array_names():
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+        np.testing.assert_array_equal(getattr(a, name), getattr(parts, name), err_msg=name)
     assert not np.array_equal(a.future, c.future)
+    assert not np.array_equal(a.future[:7], generate(cfg, 7, 5, start=CHUNK).future)  # start moves the stream
+    with pytest.raises(TinypredError, match=f"multiple of {CHUNK}"):
+        generate(cfg, 7, 5, start=3)
 
 
 def test_family_weights_select_families():

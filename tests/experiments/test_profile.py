@@ -51,6 +51,7 @@ def test_the_tables_shares_sum_to_100_and_name_the_work(profiled):
         assert sum(r["share_pct"] for r in phase["rows"]) == pytest.approx(100, abs=1e-6), name
         assert phase["ms_per_step"] == pytest.approx(sum(r["self_cpu_ms"] for r in phase["rows"]))
     assert result["torch"]["infer_b512"]["batch"] == 512 and result["torch"]["train"]["batch"] == 128
+    assert "profiler_start" not in proc.stderr + proc.stdout  # kineto's own log lines stay quiet
     rows = {r["op"]: r for r in result["engine"]["rows"]}
     assert sum(r["share_pct"] for r in rows.values()) == pytest.approx(100, abs=1e-6)
     # The engine's rows are ops it has (or the three named parts of a step that are no op).

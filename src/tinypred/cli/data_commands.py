@@ -27,11 +27,10 @@ def data_generate(
     seed: Annotated[int, typer.Option("--seed")] = 0,
     config: Annotated[Path | None, typer.Option("--config", help="scene config, .json or .toml")] = None,
 ) -> None:
-    """Generate the three splits of synthetic scenes."""
+    """Generate the three splits of synthetic scenes, written shard by shard (memory stays bounded)."""
     cfg = load_config(SceneConfig, config)
     start = time.perf_counter()
-    ds = dataset.make(cfg, n_train, n_val, n_test, seed)
-    dataset.save(ds, out)
+    dataset.write(cfg, n_train, n_val, n_test, seed, out)
     total = n_train + n_val + n_test
     console.print(
         f"wrote {total} scenes to {out} (train {n_train}, val {n_val}, test {n_test}, seed {seed}) "

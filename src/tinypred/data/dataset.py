@@ -18,15 +18,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tinypred.config import build
-from tinypred.data.encoding import EncodedScenes, Normalizer, encode, feature_count, features
+from tinypred.data.encoding import (
+    EncodedScenes,
+    FeatureMoments,
+    Normalizer,
+    feature_count,
+    features,
+)
 from tinypred.data.scene_config import (
     FAMILIES,
     INTENTS,
@@ -35,14 +40,21 @@ from tinypred.data.scene_config import (
     OBJECT_TYPES,
     SceneConfig,
 )
-from tinypred.data.scenes import generate
 from tinypred.data.shards import ShardedScenes, empty
 from tinypred.data.store import SHARD_SIZE, DatasetWriter, read_meta, read_shards, shard_dir, shard_sizes
-from tinypred.data.validate import check_arrays, check_finite, check_schema, check_values, expected_arrays
+from tinypred.data.synthetic import (
+    BLOCK,
+    SPLITS,
+    check_disk,
+    check_memory,
+    config_shapes,
+    encoded_blocks,
+    split_sizes,
+)
+from tinypred.data.validate import check_arrays, check_finite, check_schema, check_values
 from tinypred.errors import TinypredError
 
 SCHEMA_VERSION = 4
-SPLITS = ("train", "val", "test")
 SOURCES = ("synthetic", "av2")
 
 
@@ -97,28 +109,54 @@ def shapes_of(enc: EncodedScenes | ShardedScenes) -> dict[str, int]:
     }
 
 
-def split_stream(seed: int, split: str) -> np.random.SeedSequence:
-    """The random stream of one split of the synthetic dataset made with `seed`."""
-    return np.random.SeedSequence(seed).spawn(len(SPLITS))[SPLITS.index(split)]
-
-
-def make(config: SceneConfig, n_train: int, n_val: int, n_test: int, seed: int) -> Dataset:
-    """Generate and encode the three splits; each split has its own random stream from `seed`."""
-    for arg, n in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
-        if n < 0:
-            raise TinypredError(f"expected a count >= 0, got {n}", arg=arg)
-    if seed < 0:
-        raise TinypredError(f"expected an integer >= 0, got {seed}", arg="seed")
-    if n_train < 1:
-        raise TinypredError("expected at least 1 scene (normalisation is fitted on it)", arg="n_train")
-    _check_memory(config, n_train + n_val + n_test)
+def make(
+    config: SceneConfig, n_train: int, n_val: int, n_test: int, seed: int, block: int = BLOCK
+) -> Dataset:
+    """Generate and encode the three splits in memory; each split has its own random stream from `seed`.
+    `write` makes the same dataset on disk, `block` scenes at a time."""
+    sizes = split_sizes(n_train, n_val, n_test, seed)
+    check_memory(config, sum(sizes.values()))
+    moments = FeatureMoments()
     splits = []
-    for name, n in zip(SPLITS, (n_train, n_val, n_test), strict=True):
-        scenes = generate(config, n, split_stream(seed, name))
-        # Unique across splits and datasets, as Argoverse 2 scenario ids are.
-        ids = np.char.add(f"syn{seed}-{name}-", np.arange(n).astype("U"))
-        splits.append(encode(replace(scenes, scenario_id=ids)))
-    return Dataset(*splits, normalizer=Normalizer.fit(features(splits[0])), config=config, seed=seed)
+    for name, n in sizes.items():
+        parts = list(encoded_blocks(config, n, seed, name, block))
+        if name == "train":
+            for part in parts:
+                moments.add(features(part))
+        splits.append(parts[0] if len(parts) == 1 else EncodedScenes.concatenate(parts))
+    return Dataset(*splits, normalizer=moments.normalizer(), config=config, seed=seed)
+
+
+def write(
+    config: SceneConfig,
+    n_train: int,
+    n_val: int,
+    n_test: int,
+    seed: int,
+    out: str | Path,
+    shard_size: int = SHARD_SIZE,
+    block: int = BLOCK,
+) -> Path:
+    """`save(make(...), out)` with memory bounded by one block of scenes and one shard, however many
+    scenes: the same samples and normaliser, generated, encoded and written `block` scenes at a time."""
+    sizes = split_sizes(n_train, n_val, n_test, seed)
+    shapes = config_shapes(config)
+    with DatasetWriter(out, shard_size=shard_size) as writer:
+        check_disk(writer.tmp, sizes, shapes)  # once the destination is known to be writable
+        for name, n in sizes.items():
+            for part in encoded_blocks(config, n, seed, name, block):
+                writer.append(name, part)
+        meta = dataset_meta(
+            source="synthetic",
+            dt=config.dt,
+            shapes=shapes,
+            counts=sizes,
+            has_future=dict.fromkeys(SPLITS, True),
+            normalizer=writer.train_moments.normalizer(),
+            config=config,
+            seed=seed,
+        )
+        return writer.finish(meta, SPLITS)
 
 
 def dataset_meta(
@@ -150,23 +188,6 @@ def dataset_meta(
         "object_types": list(OBJECT_TYPES),
         "normalization": {"mean": normalizer.mean.tolist(), "std": normalizer.std.tolist()},
     }
-
-
-def _check_memory(config: SceneConfig, n: int) -> None:
-    """Refuse, before allocating, a dataset that cannot fit in this machine's memory."""
-    shapes = {"H": config.history_steps, "T": config.future_steps, "L": config.max_lanes}
-    shapes |= {"P": config.lane_points, "M": config.max_neighbours, "A": MAX_ALTERNATIVES}
-    per_sample = sum(
-        int(np.prod(shape)) * (16 if dtype == "str" else np.dtype(dtype).itemsize)
-        for shape, dtype in expected_arrays(shapes).values()
-    )
-    need = 3 * n * per_sample  # the world-frame scenes, the encoded ones, and the generator's work arrays
-    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    if need > available:
-        raise TinypredError(
-            f"{n} scenes need about {need / 2**30:.0f} GiB; this machine has {available / 2**30:.0f} GiB",
-            arg="n_train",
-        )
 
 
 def meta_of(ds: Dataset) -> dict[str, Any]:

@@ -198,17 +198,23 @@ class Resampler:
         return as_points(canonical * self.turn.reshape(-1, *extra) + self.shift.reshape(-1, *extra))
 
 
-def generate(cfg: SceneConfig, n: int, seed: int | np.random.SeedSequence) -> Scenes:
-    """N scenes in the world frame. The same (config, n, seed) gives the same arrays."""
-    return generate_with_resamplers(cfg, n, seed)[0]
+def generate(cfg: SceneConfig, n: int, seed: int | np.random.SeedSequence, start: int = 0) -> Scenes:
+    """N scenes in the world frame. The same (config, n, seed) gives the same arrays.
+
+    `start` (a multiple of CHUNK) gives rows start to start + n of a longer set made with the same seed
+    instead, so that a set too large for memory is made piece by piece with the same numbers.
+    """
+    return generate_with_resamplers(cfg, n, seed, start)[0]
 
 
 def generate_with_resamplers(
-    cfg: SceneConfig, n: int, seed: int | np.random.SeedSequence
+    cfg: SceneConfig, n: int, seed: int | np.random.SeedSequence, start: int = 0
 ) -> tuple[Scenes, list[Resampler]]:
     """`generate`, and a `Resampler` per family batch: what the bayes floor draws the futures from."""
     if n < 0:
         raise TinypredError(f"expected a number of scenes >= 0, got {n}", arg="n")
+    if start < 0 or start % CHUNK:
+        raise TinypredError(f"expected a multiple of {CHUNK} >= 0, got {start}", arg="start")
     H, T, L, M = cfg.history_steps, cfg.future_steps, cfg.max_lanes, cfg.max_neighbours
     A = MAX_ALTERNATIVES
     # Every family batch writes its rows of the np.empty arrays. The neighbour slots start empty (np.zeros
@@ -234,7 +240,7 @@ def generate_with_resamplers(
         alt_intent=np.empty((n, A), np.int8),
         family=np.empty(n, np.int8),
         intent=np.empty(n, np.int8),
-        scenario_id=np.arange(n).astype("U"),
+        scenario_id=np.arange(start, start + n).astype("U"),
         track_id=np.full(n, "focal"),
         city=np.full(n, "synthetic"),
         category=np.full(n, FOCAL, np.int8),
@@ -244,13 +250,18 @@ def generate_with_resamplers(
     seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
     starts = range(0, n, CHUNK)
 
-    def fill(lo: int, child: np.random.SeedSequence) -> list[Resampler]:
+    def fill(lo: int) -> list[Resampler]:
+        # Chunk c of the whole set draws from child c of the seed: seq.spawn(c + 1)[c] of a fresh seq,
+        # built here without spawning (spawn counts its children, so a second call would move on).
+        child = np.random.SeedSequence(
+            seq.entropy, spawn_key=(*seq.spawn_key, (start + lo) // CHUNK), pool_size=seq.pool_size
+        )
         return _fill(cfg, np.random.default_rng(child), scenes, lo, min(CHUNK, n - lo))
 
     # Chunks have their own random streams and disjoint rows, so threads (NumPy releases the GIL in its
     # loops) change the speed, never the numbers.
     with ThreadPoolExecutor(max_workers=min(len(starts), os.cpu_count() or 1) or 1) as pool:
-        resamplers = [r for parts in pool.map(fill, starts, seq.spawn(len(starts))) for r in parts]
+        resamplers = [r for parts in pool.map(fill, starts) for r in parts]
     return scenes, resamplers
 
 

@@ -14,9 +14,10 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from tinypred.data.dataset import Dataset, split_stream
+from tinypred.data.dataset import Dataset
 from tinypred.data.encoding import EncodedScenes, to_agent
 from tinypred.data.scenes import Resampler, generate_with_resamplers
+from tinypred.data.synthetic import split_stream
 from tinypred.errors import TinypredError
 
 REPLAY_TOLERANCE = 1e-3  # m: float32 agent-frame futures of a replay agree to about 1e-5 m

@@ -20,6 +20,7 @@ figure profile.png.
 from __future__ import annotations
 
 import copy
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -99,6 +100,9 @@ def _profiled(device: torch.device, steps: int, step_fn: Any, trace: Path) -> tu
     cuda = device.type == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     done: list[Any] = []
+    # Kineto (read when the profiler starts) prints "USDT ... profiler_start" lines to stderr at every
+    # level below 6, in the middle of the command's own output; a user who wants them sets the variable.
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")
 
     def ready(prof: profile) -> None:
         prof.export_chrome_trace(str(trace))
