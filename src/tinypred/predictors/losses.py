@@ -41,15 +41,22 @@ class LossConfig(BaseModel):
     nll_dist: Literal["laplace", "gaussian"] = "laplace"
 
 
+def step_distance(err: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
+    """(...,) sqrt(x^2 + y^2 + eps) of err (..., 2). Written out, not `norm(dim=-1)`: a reduction over a
+    last dimension of 2 is the slowest way to it on the CPU (0.58 against 0.14 ms on (512, 6, 30, 2))."""
+    return (err[..., 0].square() + err[..., 1].square() + eps).sqrt()
+
+
 def closest_mode(modes: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
-    """(B,) index of the mode with the lowest average displacement error to gt."""
-    return (modes - gt[:, None]).norm(dim=-1).mean(-1).argmin(-1)
+    """(B,) index of the mode with the lowest average displacement error to gt (the lowest sum: the same
+    mode, one division fewer)."""
+    return step_distance(modes - gt[:, None]).sum(-1).argmin(-1)
 
 
 def _regression(err: torch.Tensor, cfg: LossConfig) -> torch.Tensor:
     """The penalty of err (..., 2), averaged: per step (displacement) or per coordinate."""
     if cfg.regression == "displacement":  # DISPLACEMENT_EPS keeps the gradient finite at a perfect fit
-        return (err.square().sum(-1) + DISPLACEMENT_EPS).sqrt().mean()
+        return step_distance(err, DISPLACEMENT_EPS).mean()
     if cfg.regression == "l1":
         return err.abs().mean()
     if cfg.regression == "l2":
