@@ -18,10 +18,11 @@ import numpy as np
 from tinypred.data.encoding import EncodedScenes, encode
 from tinypred.data.scene_config import MAX_ALTERNATIVES, SceneConfig
 from tinypred.data.scenes import CHUNK, generate
-from tinypred.data.validate import expected_arrays
+from tinypred.data.validate import sample_bytes
 from tinypred.errors import TinypredError
 
 SPLITS = ("train", "val", "test")
+ID_BYTES = 16  # a scenario id's bytes, for the size estimates
 # Scenes `dataset.write` generates and encodes at once: two chunks, one per thread on 2 cores; about 2 GiB
 # of peak memory at the default shapes (world-frame scenes, their encoding, features for the moments).
 BLOCK = 2 * CHUNK
@@ -63,17 +64,10 @@ def config_shapes(config: SceneConfig) -> dict[str, int]:
     return shapes | {"P": config.lane_points, "M": config.max_neighbours, "A": MAX_ALTERNATIVES}
 
 
-def sample_bytes(shapes: dict[str, int]) -> int:
-    """About how many bytes one encoded sample takes, in memory or on disk."""
-    return sum(
-        int(np.prod(shape)) * (16 if dtype == "str" else np.dtype(dtype).itemsize)
-        for shape, dtype in expected_arrays(shapes).values()
-    )
-
-
 def check_memory(config: SceneConfig, n: int) -> None:
     """Refuse, before allocating, a dataset that cannot fit in this machine's memory."""
-    need = 3 * n * sample_bytes(config_shapes(config))  # world-frame scenes, encoded ones, work arrays
+    # The world-frame scenes, the encoded ones and the generator's work arrays.
+    need = 3 * n * sample_bytes(config_shapes(config), ID_BYTES)
     available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if need > available:
         raise TinypredError(
@@ -86,7 +80,7 @@ def check_memory(config: SceneConfig, n: int) -> None:
 def check_disk(where: Path, sizes: dict[str, int], shapes: dict[str, int]) -> None:
     """Refuse, before generating, a dataset larger than the free space at `where` (the directory it is
     being written into); the error names the largest count."""
-    need = sum(sizes.values()) * sample_bytes(shapes)
+    need = sum(sizes.values()) * sample_bytes(shapes, ID_BYTES)
     free = shutil.disk_usage(where).free
     if need > free:
         split = max(sizes, key=sizes.__getitem__)

@@ -57,6 +57,15 @@ def expected_arrays(shapes: dict[str, int]) -> dict[str, tuple[tuple[int, ...], 
     }
 
 
+def sample_bytes(shapes: dict[str, int], str_bytes: int) -> int:
+    """About how many bytes one sample's arrays take at `shapes`, in memory or on disk, counting each
+    string as `str_bytes` (its length is not in the schema)."""
+    return sum(
+        int(np.prod(shape)) * (str_bytes if dtype == "str" else np.dtype(dtype).itemsize)
+        for shape, dtype in expected_arrays(shapes).values()
+    )
+
+
 def check_arrays(where: Path, arrays: dict[str, np.ndarray], shapes: dict[str, int]) -> None:
     """Dtype, shape, finiteness and magnitude of every array of one shard (`where` names it)."""
     check_schema(where, arrays, shapes)

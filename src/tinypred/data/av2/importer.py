@@ -38,7 +38,7 @@ from tinypred.data.encoding import EncodedScenes, Normalizer, encode, feature_co
 from tinypred.data.scene_config import FAMILIES, MAX_ALTERNATIVES
 from tinypred.data.scenes import Scenes
 from tinypred.data.store import SHARD_SIZE, DatasetWriter
-from tinypred.data.validate import expected_arrays
+from tinypred.data.validate import sample_bytes
 from tinypred.errors import TinypredError
 from tinypred.fileio import write_json
 
@@ -212,11 +212,7 @@ def _check_int(arg: str, value: object, low: int, high: int | None = None, why: 
 
 def _shard_size(shapes: dict[str, int]) -> int:
     """Samples per shard: SHARD_BYTES of arrays (at most the store's default)."""
-    size = sum(
-        int(np.prod(shape)) * (4 * STR_CHARS if dtype == "str" else np.dtype(dtype).itemsize)
-        for shape, dtype in expected_arrays(shapes).values()
-    )
-    return max(1, min(SHARD_SIZE, SHARD_BYTES // size))
+    return max(1, min(SHARD_SIZE, SHARD_BYTES // sample_bytes(shapes, 4 * STR_CHARS)))
 
 
 def _plan(src: Path, split: str | None, limit: int | None) -> dict[str, tuple[Path, list[str]]]:
