@@ -13,6 +13,7 @@ from tinypred.data import dataset
 from tinypred.data.encoding import EncodedScenes
 from tinypred.data.scene_config import SceneConfig
 from tinypred.data.shards import ShardedScenes
+from tinypred.data.validate import MAX_AGENT_FRAME, MAX_WORLD, check_finite
 from tinypred.errors import TinypredError
 
 N_TRAIN, SHARD = 211, 30  # train shards: 7 of 30 and a last one of 1 sample
@@ -58,6 +59,28 @@ def test_gathered_rows_are_the_rows_asked_for_in_their_order(both, idx):
     rows = mapped.train.gather(np.array(idx, np.int64), ("history", "future", "scenario_id"), check=True)
     for name, got in rows.items():
         np.testing.assert_array_equal(got, getattr(ram.train, name)[idx], err_msg=name)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    name=st.sampled_from(["history", "pose"]),
+    shape=st.lists(st.integers(1, 6), min_size=1, max_size=3),
+    where=st.floats(0, 1, exclude_max=True),
+    bad=st.sampled_from([np.nan, np.inf, -np.inf, 2.0, -2.0, 1.0, -1.0]),
+)
+def test_check_finite_names_any_non_finite_or_too_large_value_and_passes_the_limit_itself(
+    name, shape, where, bad
+):
+    """bad = +-1: exactly the limit (allowed); +-2: twice it; the value lands anywhere, the rest are fine."""
+    limit = MAX_WORLD if name == "pose" else MAX_AGENT_FRAME
+    a = np.zeros(shape, np.float32 if name == "history" else np.float64)
+    a.reshape(-1)[int(where * a.size)] = bad * limit
+    if abs(bad) == 1.0:
+        check_finite("shard", {name: a, "flags": np.ones(3, bool)})
+        return
+    kind = "contains NaN or Inf" if not np.isfinite(bad) else "holds 2e\\+0[58], beyond"
+    with pytest.raises(TinypredError, match=f"^shard: array '{name}' {kind}"):
+        check_finite("shard", {"flags": np.ones(3, bool), name: a})
 
 
 def _damage(src, tmp_path, shard: str, name: str = "history"):

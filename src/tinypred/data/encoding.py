@@ -295,7 +295,7 @@ class Normalizer:
         return FeatureMoments().add(x).normalizer()
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return ((x - self.mean) / self.std).astype(np.float32)
+        return ((x - self.mean) / self.std).astype(np.float32, copy=False)
 
     def problem(self, features: int) -> str | None:
         """Why these numbers cannot standardise `features` features (None when they can): a NaN mean

@@ -75,13 +75,16 @@ class ShardedScenes:
             # strings may be wider in one shard than another: the widest fits them all
             kind = [getattr(s, name).dtype for s in self.shards] or ["U1" if dtype == "str" else dtype]
             out[name] = np.empty((len(idx), *shape), np.result_type(*kind))
-        shard = np.searchsorted(self.offsets, idx, side="right") - 1
-        for s in np.unique(shard):
-            pos = np.flatnonzero(shard == s)
-            local = idx[pos] - self.offsets[s]
-            order = np.argsort(local, kind="stable")
-            pos, local = pos[order], local[order]
-            rows = {name: getattr(self.shards[s], name)[local] for name in names}
+        # Sorted once, stably: each shard's rows are then one run of the sorted indices, read in increasing
+        # order (sequential pages), repeats in the order they were asked for.
+        order = np.argsort(idx, kind="stable")
+        ordered = idx[order]
+        bounds = np.searchsorted(ordered, self.offsets)
+        for s in np.flatnonzero(np.diff(bounds)):  # the shards holding any of the rows
+            run = slice(bounds[s], bounds[s + 1])
+            local, pos = ordered[run] - self.offsets[s], order[run]
+            # take on a plain ndarray view: indexing the np.memmap subclass costs twice as much per call
+            rows = {name: np.asarray(getattr(self.shards[s], name)).take(local, axis=0) for name in names}
             if check:
                 check_finite(self.where[s], rows)
             for name in names:

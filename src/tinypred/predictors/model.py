@@ -186,12 +186,13 @@ class TrajectoryMLP(nn.Module):
         states, mask, kinds = block.split([m * h * f, m * h, m * len(OBJECT_TYPES)], dim=1)
         mask = mask.view(b, m, h)
         encoded = self.agent_encoder(torch.cat([states.view(b, m, h * f), mask, kinds.view(b, m, -1)], -1))
-        present = mask[..., -1:] > 0.5  # (B, M, 1): observed now
-        count = present.sum(1)  # (B, 1)
-        top = encoded.masked_fill(~present, float("-inf")).amax(1)
-        top = torch.where(count > 0, top, torch.zeros_like(top))  # no slot present: zeros, not -inf
-        mean = (encoded * present).sum(1) / count.clamp(min=1)
-        return torch.cat([top, mean], 1)
+        present = (mask[..., -1:] > 0.5).to(encoded.dtype)  # (B, M, 1): observed now
+        # The encoder ends in a ReLU: its outputs are >= 0, so zeroing the absent slots leaves the max over
+        # the present ones as it is, and makes it 0 where none is. Ties with those zeros are outputs at
+        # exactly 0, where the ReLU passes no gradient: the weights' gradients are those of a masked max.
+        kept = encoded * present
+        mean = kept.sum(1) / present.sum(1).clamp(min=1)
+        return torch.cat([kept.amax(1), mean], 1)
 
     def linear_layers(self) -> list[tuple[str, nn.Linear]]:
         """(name, layer) of every Linear, input to output: the layers the logs and diagnostics report on,
