@@ -17,14 +17,17 @@ One JSON line:
                               the cheapest per-sample path), for reference
 
 The training loader (`tinypred.training.loader.BatchLoader`), on a real synthetic dataset saved in
-shards (its features: D = 288) and fed to the same step:
+shards (its features: D = 888, 600 of them the 4 neighbour slots) and fed to the same step, of the model
+as `train` builds it (the slots through the shared agent encoder; loader_matmul_params counts its
+weights once per slot):
   loader_resident_samples_per_s   the dataset in memory, its features on the device (as `train` does for
                                   data that fits)
   loader_streamed_samples_per_s   the dataset memory-mapped: rows gathered from the shards, checked,
                                   featurised and normalised per batch on a thread, `prefetch` ahead
   loader_matmul_bound_samples_per_s  what the step would reach if it took only its matmuls at the peak
                                   GEMM rate: peak / (6 x weights); loader_fraction_of_matmul_bound is
-                                  streamed / that (target >= 0.75)
+                                  streamed / that (target >= 0.75), loader_resident_fraction_of_matmul_bound
+                                  resident / that
   loader_vs_tensor_step           streamed / resident: what streaming costs against data already on the
                                   device
   naive_dataset_samples_per_s     a per-sample Dataset over the same memory-mapped shards (features of one
@@ -46,7 +49,7 @@ from tinypred.data import dataset
 from tinypred.data.encoding import FEATURE_ARRAYS, features
 from tinypred.data.scene_config import SceneConfig
 from tinypred.predictors.model import TrajectoryMLP
-from tinypred.training import TrainConfig, make_optimizer, train_step
+from tinypred.training import TrainConfig, build_model, make_optimizer, train_step
 from tinypred.training.loader import BatchLoader
 
 D, T = 256, 30
@@ -156,8 +159,8 @@ def loader_throughput(args: argparse.Namespace, cfg: TrainConfig) -> dict[str, f
             dataset.make(SceneConfig(), args.samples, 64, 0, seed=0), f"{tmp}/ds", args.shard_size
         )
         ram, mapped = dataset.load(path), dataset.load(path, mmap=True)
-        d, t = ram.normalizer.mean.shape[0], ram.shapes["T"]
-        model = TrajectoryMLP(d, t, cfg.model, scales=cfg.loss.kind == "nll")
+        d = ram.normalizer.mean.shape[0]
+        model = build_model(ram, cfg)  # as train builds it: the neighbour slots through the agent encoder
         opt = make_optimizer(model, cfg)
         cpu = torch.device("cpu")
         resident = BatchLoader(ram.train, ram.normalizer, args.batch, 0, cpu)
@@ -196,10 +199,12 @@ def loader_throughput(args: argparse.Namespace, cfg: TrainConfig) -> dict[str, f
         r, s, n = (float(np.median(v)) for v in (res, stream, slow))
         return {
             "loader_features": d,
+            "loader_matmul_params": model.matmul_params(),
             "loader_resident_samples_per_s": round(r),
             "loader_streamed_samples_per_s": round(s),
             "loader_matmul_bound_samples_per_s": round(bound),
             "loader_fraction_of_matmul_bound": round(s / bound, 3),
+            "loader_resident_fraction_of_matmul_bound": round(r / bound, 3),
             "loader_vs_tensor_step": round(s / r, 3),
             "naive_dataset_samples_per_s": round(n),
             "speedup_streamed_vs_naive": round(s / n, 2),

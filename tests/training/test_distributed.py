@@ -18,6 +18,7 @@ from tinypred.data import dataset
 from tinypred.data.scene_config import SceneConfig
 from tinypred.predictors.model import ModelConfig
 from tinypred.training import TrainConfig, train
+from tinypred.training.step import uses_cuda_graphs
 
 # 211 samples: train shards of 30 and a last one of 1; global batches of 21 (11 and 10 a rank, uneven)
 # and a last one of 1 sample (a stand-in of weight 0 on the other rank): 11 steps an epoch, 22 in all.
@@ -43,8 +44,8 @@ def reference(data, tmp_path_factory):
     return out
 
 
-def torchrun(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def torchrun(*args: str, **env_vars: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **env_vars}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     return subprocess.run(
         [*command, "-m", "tinypred", *args], capture_output=True, text=True, timeout=300, env=env
@@ -74,14 +75,28 @@ def test_two_processes_train_to_the_weights_of_one(data, reference, tmp_path):
     ) == sorted(p.name for p in reference.iterdir())
 
 
-def test_a_run_resumed_on_two_processes_ends_as_the_uninterrupted_one(data, reference, tmp_path):
-    run = tmp_path / "run"
-
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_a_run_resumed_on_two_processes_ends_as_the_uninterrupted_one(data, reference, tmp_path, compiled):
+    """Compiled: the second epoch's steps (batches of 11, 10 and a stand-in of 1 a rank) run through
+    torch.compile under DDP, after an eager first epoch (--compile may change on a resume), and still end
+    at the eager single process's weights."""
+    run, kernels = tmp_path / "run", tmp_path / "inductor"
     train_killed_after_first_epoch(dataset.load(data), CFG, run)
-    proc = torchrun("train", "--data", str(data), "--out", str(run), "--resume", "--mmap")
+    flags = ["--resume", "--mmap", *(["--compile"] if compiled else [])]
+    proc = torchrun(
+        "train", "--data", str(data), "--out", str(run), *flags, TORCHINDUCTOR_CACHE_DIR=str(kernels)
+    )
     assert proc.returncode == 0, proc.stderr
     assert f"{run}: resumed at step 11" in proc.stdout
+    assert ("the first steps compile" in proc.stdout) == compiled
+    assert any(kernels.rglob("*.py")) == compiled  # inductor wrote the step's kernels: it ran compiled
     assert_same_weights(reference, run)
+
+
+def test_cuda_graphs_only_on_nvidia_cuda_in_one_process():
+    assert uses_cuda_graphs(torch.device("cuda"), distributed=False) == (torch.version.hip is None)
+    assert not uses_cuda_graphs(torch.device("cuda"), distributed=True)
+    assert not uses_cuda_graphs(torch.device("cpu"), distributed=False)
 
 
 LONG = ["--epochs", "12", *FLAGS[2:]]  # long enough that a SIGTERM sent after epoch 1 lands mid-run

@@ -31,6 +31,7 @@ TRAIN_FLAGS = {
     "device": ("--device", "device"),
     "seed": ("--seed", "seed"),
     "bf16": ("--bf16", "bf16"),
+    "compile_": ("--compile", "compile"),
     "log_every": ("--log-every", "log_every"),
     "checkpoint_every": ("--checkpoint-every", "checkpoint_every"),
 }
@@ -63,6 +64,14 @@ def train(
     bf16: Annotated[
         bool, typer.Option("--bf16/--no-bf16", help="bfloat16 autocast (Lightning's bf16-mixed)", metavar="")
     ] = _T.bf16,
+    compile_: Annotated[
+        bool,
+        typer.Option(
+            "--compile/--no-compile",
+            help="torch.compile the forward and loss (CUDA graphs on one NVIDIA GPU); slow first steps",
+            metavar="",
+        ),
+    ] = _T.compile,
     log_every: Annotated[int, typer.Option("--log-every", help="steps between gradient records")] = (
         _T.log_every
     ),
@@ -149,10 +158,14 @@ def _train(ds: dataset.Dataset, cfg: TrainConfig, out: Path, resume: bool, group
     from tinypred.predictors.baselines import fit_all
     from tinypred.training import distributed
     from tinypred.training import train as run_training
+    from tinypred.training.step import uses_cuda_graphs
 
     refs, error = {}, None
     if group.main:
         announce(cfg.device)
+        if cfg.compile:
+            graphs = " with CUDA graphs" if uses_cuda_graphs(resolve_device(cfg.device), group.active) else ""
+            console.print(f"torch.compile{graphs}: the first steps compile (and an epoch's short last one)")
         if group.active:
             console.print(f"{group.world} processes ({dist.get_backend()}); rank 0 writes and prints")
         try:

@@ -40,6 +40,9 @@ class TrainConfig(BaseModel):
     seed: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     bf16: bool = Field(False, description="bfloat16 autocast for the forward pass")
+    compile: bool = Field(
+        False, description="torch.compile forward and loss (CUDA graphs on one NVIDIA GPU); slow first steps"
+    )
     log_every: int = Field(25, ge=1, description="steps between gradient-norm records")
     histogram_every: int = Field(
         250, ge=0, description="steps between TensorBoard weight/gradient histograms; 0 = none"

@@ -50,7 +50,16 @@ from tinypred.training.loader import BatchLoader
 from tinypred.training.log import RunLog, progress_bar
 from tinypred.training.preemption import StopSignal
 from tinypred.training.run_dir import CONFIG_FILE, how_to_start, identity, locked, read_init
-from tinypred.training.step import Split, bad_parameters, build_model, lr_lambda, make_optimizer, train_step
+from tinypred.training.step import (
+    ForwardLoss,
+    Split,
+    bad_parameters,
+    build_model,
+    compiled_forward_loss,
+    lr_lambda,
+    make_optimizer,
+    train_step,
+)
 
 
 @dataclass
@@ -166,6 +175,7 @@ def _train(
         net = DistributedDataParallel(
             model, device_ids=[torch.cuda.current_device()] if model_on_cuda else None
         )
+    compiled = compiled_forward_loss(net, cfg) if cfg.compile else None
 
     def checkpoint() -> None:
         rng_states = distributed.gather_rng_states(group)
@@ -181,7 +191,7 @@ def _train(
     try:
         for epoch in range(state.epoch, cfg.epochs):
             train_loss = train_epoch(
-                net, opt, sched, loader, cfg, state, log, bar, epoch, checkpoint, group, sigterm
+                net, opt, sched, loader, cfg, state, log, bar, epoch, checkpoint, group, sigterm, compiled
             )
             stop = False
             if log is not None:
@@ -248,12 +258,14 @@ def train_epoch(
     checkpoint: Callable[[], None] | None = None,
     group: Group | None = None,
     sigterm: StopSignal | None = None,
+    compiled: ForwardLoss | None = None,
 ) -> float:
     """One pass over the training split in the loader's order for `epoch`; returns the mean training
     loss (over the global batches). It continues an epoch a mid-epoch checkpoint stopped in (from
     state.epoch_step); `checkpoint()` saves one, as often as cfg.checkpoint_every says. `model` may be
     wrapped in DistributedDataParallel; `log` is None on the ranks that do not write. When `sigterm`
-    has caught one (on any rank), every rank stops after the same step, checkpointed: `Stopped`."""
+    has caught one (on any rank), every rank stops after the same step, checkpointed: `Stopped`.
+    `compiled`: the model's `compiled_forward_loss`, when cfg.compile."""
     group = group or Group()
     start = last_checkpoint = time.perf_counter()
     model.train()
@@ -275,7 +287,7 @@ def train_epoch(
             failed, batch = e, loader.stand_in()
         record = log is not None and state.step % cfg.log_every == 0
         before = [m.weight.detach().clone() for _, m in linear] if record else []
-        total, norm = train_step(model, opt, batch.x, batch.y, cfg, batch.share * group.world)
+        total, norm = train_step(model, opt, batch.x, batch.y, cfg, batch.share * group.world, compiled)
         late = every_kind == "minutes" and time.perf_counter() - last_checkpoint >= 60 * every
         stopping = sigterm is not None and sigterm.requested
         if group.active:  # one all_reduce: the global batch's loss, and whether any rank must stop or save

@@ -25,7 +25,7 @@ from tinypred.training.config import TrainConfig
 
 LOCK_FILE = ".lock"
 CONFIG_FILE = "config.json"
-FREE_ON_RESUME = ("checkpoint_every",)  # may change between a run and its resume
+FREE_ON_RESUME = ("checkpoint_every", "compile")  # may change between a run and its resume: not its numbers
 
 
 @contextlib.contextmanager

@@ -1,11 +1,14 @@
 """One training step, and what it needs: the model as training builds it, the optimizer, the schedule.
 
 `train_step` is the only place a gradient step is taken: the training loop, the device benchmark, the
-diagnostics and the throughput benchmark all call it, with the same loss, autocast and clipping.
+diagnostics and the throughput benchmark all call it, with the same loss, autocast and clipping. Its
+forward and loss are `forward_loss`, or that compiled once per run by `compiled_forward_loss`
+(cfg.compile).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -95,6 +98,38 @@ def lr_lambda(total_steps: int, warmup_frac: float, schedule: str) -> Callable[[
     return factor
 
 
+ForwardLoss = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+
+def forward_loss(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The forward on x (B, D) (under bf16 autocast if cfg.bf16) and the loss against y (B, T, 2) in
+    float32 (the min over modes and the log-softmax need the precision): the scalar and its parts."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+        out = model(x)
+    return loss(out.float(), y, cfg.loss)
+
+
+def uses_cuda_graphs(device: torch.device, distributed: bool) -> bool:
+    """Whether cfg.compile replays CUDA graphs: on NVIDIA CUDA in a single process. Under DDP (its hooks
+    run between the graphs) and on ROCm, torch.compile's CUDA graphs have had open bugs (pytorch#128218,
+    #187715), so there the step is compiled without them."""
+    return device.type == "cuda" and torch.version.hip is None and not distributed
+
+
+def compiled_forward_loss(model: torch.nn.Module, cfg: TrainConfig) -> ForwardLoss:
+    """`forward_loss` of this model (or its DistributedDataParallel) as one torch.compile'd function,
+    forward and backward: with CUDA graphs where `uses_cuda_graphs` (mode "reduce-overhead": the step's
+    kernels replayed by one launch, where a model this small otherwise waits on launching them one by
+    one), else inductor's fused kernels. It compiles on its first call and again for each new batch size
+    (an epoch's short last batch), as a static shape (dynamic=False) with kernels made for it."""
+    distributed = isinstance(model, torch.nn.parallel.DistributedDataParallel)
+    graphs = uses_cuda_graphs(next(model.parameters()).device, distributed)
+    mode = "reduce-overhead" if graphs else "default"
+    return torch.compile(functools.partial(forward_loss, model, cfg=cfg), mode=mode, dynamic=False)
+
+
 def train_step(
     model: torch.nn.Module,
     opt: torch.optim.Optimizer,
@@ -102,10 +137,11 @@ def train_step(
     y: torch.Tensor,
     cfg: TrainConfig,
     weight: float = 1.0,
+    compiled: ForwardLoss | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimizer step on a batch x (B, D), y (B, T, 2): forward (under bf16 autocast if cfg.bf16),
-    the loss in float32 (the min over modes and the log-softmax need the precision), backward, clipping
-    of the global gradient norm to cfg.grad_clip (0: off), the update.
+    """One optimizer step on a batch x (B, D), y (B, T, 2): `forward_loss` (or `compiled`, from
+    `compiled_forward_loss` of this model), backward, clipping of the global gradient norm to
+    cfg.grad_clip (0: off), the update.
 
     `weight` scales the loss before backward: under DistributedDataParallel, which averages the ranks'
     gradients, a rank holding share s of the global batch passes s x world, so that the gradient is
@@ -116,14 +152,17 @@ def train_step(
     device). A non-finite loss or gradient is not caught here: the norm says so, and the gradients are
     still on the parameters for the caller to inspect.
     """
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-        out = model(x)
-    total, _ = loss(out.float(), y, cfg.loss)
+    if compiled is None:
+        total, _ = forward_loss(model, x, y, cfg)
+    else:
+        torch.compiler.cudagraph_mark_step_begin()  # a new step: the last one's graph outputs may be reused
+        total, _ = compiled(x, y)
     opt.zero_grad(set_to_none=True)
     (total if weight == 1.0 else total * weight).backward()
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf)
     opt.step()
-    return total, norm
+    # A CUDA graph's output lives in memory its next replay overwrites: the caller keeps a copy.
+    return (total if compiled is None else total.detach().clone()), norm
 
 
 def bad_parameters(model: torch.nn.Module) -> list[str]:
