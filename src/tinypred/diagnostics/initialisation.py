@@ -13,8 +13,8 @@ from tinypred.data.dataset import Dataset
 from tinypred.diagnostics.common import CheckResult, make_result, sample_split
 from tinypred.predictors import losses
 from tinypred.training.config import TrainConfig
-from tinypred.training.loop import init_report
 from tinypred.training.step import build_model
+from tinypred.training.validation import init_report
 
 
 def check_init(

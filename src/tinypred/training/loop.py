@@ -7,7 +7,7 @@ One loop, whatever the data and however many processes: the batches come from a 
 (resident on the device, or streamed from memory-mapped shards), and under a process group of several
 processes (torchrun; see `distributed`) the model is wrapped in DistributedDataParallel. Then
 `batch_size` is the global batch, divided among the ranks; rank 0 holds the run directory's lock,
-validates (on the whole validation split, alone: the others wait) and writes every file.
+validates (on the whole validation split, alone: the others wait; `validation`) and writes every file.
 
 A run directory holds:
     config.json        the full TrainConfig and the data it was trained on
@@ -37,12 +37,10 @@ from tinypred.data.dataset import Dataset
 from tinypred.data.encoding import EncodedScenes
 from tinypred.data.shards import ShardedScenes
 from tinypred.errors import Stopped, TinypredError
-from tinypred.evaluation.tables import evaluate_scenes
 from tinypred.fileio import write_json
-from tinypred.predictors.losses import loss
-from tinypred.predictors.model import ModelOutput, TrajectoryMLP
+from tinypred.predictors.model import TrajectoryMLP
 from tinypred.predictors.model_file import MODEL_FILE, encoding_of, save_model
-from tinypred.predictors.prediction import EVAL_BATCH, SCALE_FIT_SAMPLES, model_prediction
+from tinypred.predictors.prediction import SCALE_FIT_SAMPLES
 from tinypred.training.checkpoint import CHECKPOINT_FILE, TrainState, load_checkpoint, save_checkpoint
 from tinypred.training.config import TrainConfig, resolve_device
 from tinypred.training.distributed import Group
@@ -60,6 +58,7 @@ from tinypred.training.step import (
     make_optimizer,
     train_step,
 )
+from tinypred.training.validation import evaluate_epoch, init_report
 
 
 @dataclass
@@ -347,64 +346,3 @@ def _diverged(
         f"training stopped at step {state.step} (epoch {epoch + 1}): non-finite {what}, {where}; {kept}; "
         "lower the learning rate or turn gradient clipping on"
     )
-
-
-@torch.no_grad()
-def evaluate_epoch(
-    model: TrajectoryMLP,
-    cfg: TrainConfig,
-    train_split: Split,
-    val_split: Split,
-    state: TrainState,
-    epoch: int,
-    train_loss: float,
-    lr: float,
-    baselines: dict[str, dict],
-) -> dict[str, Any]:
-    """One epoch's log row: train/val loss, val metrics (all and decision), the baselines' for reference."""
-    model.eval()
-    val_loss = 0.0
-    for i in range(0, len(val_split.x), EVAL_BATCH):
-        out = model(val_split.x[i : i + EVAL_BATCH])
-        val_loss += loss(out, val_split.y[i : i + EVAL_BATCH], cfg.loss)[0].item() * len(out.logits)
-    prediction = model_prediction(model, val_split.x, train_split.x, train_split.scenes.future)
-    metrics = evaluate_scenes(prediction, val_split.scenes)
-    model.train()
-    row: dict[str, Any] = {
-        "epoch": epoch + 1,  # counted from 1, as everywhere a person reads it
-        "step": state.step,
-        "lr": lr,
-        "train_loss": train_loss,
-        "val_loss": val_loss / len(val_split.x),
-        "seconds": state.train_seconds,
-    }
-    for sl, prefix in (("all", "val_"), ("decision", "val_decision_")):
-        for m in ("minADE@6", "minFDE@6", "MR@6", "NLL"):
-            if sl in metrics:
-                row[prefix + m] = metrics[sl][m]
-    for name, res in baselines.items():
-        for m in ("minFDE@6", "MR@6"):
-            row[f"{name}_{m}"] = res["all"][m]
-            if "decision" in res:
-                row[f"{name}_decision_{m}"] = res["decision"][m]
-    return row
-
-
-def init_report(model: TrajectoryMLP, split: Split, cfg: TrainConfig) -> dict[str, float]:
-    """The loss at initialisation against what it should be, on up to 1024 training samples.
-
-    Expected: CE = log K (logits ~ 0 give uniform probabilities); regression = the same loss for a model
-    that predicts no motion at all (the head starts near zero), an input-independent baseline.
-    """
-    n = min(1024, len(split.x))
-    x, y = split.x[:n], split.y[:n]
-    with torch.no_grad():
-        out = model(x)
-        total, parts = loss(out, y, cfg.loss)
-        still = ModelOutput(torch.zeros_like(out.modes), torch.zeros_like(out.logits), out.scale)
-        _, still_parts = loss(still, y, cfg.loss)
-    report = {"loss": total.item(), **{k: v.item() for k, v in parts.items()}}
-    report |= {f"expected_{k}": v.item() for k, v in still_parts.items()}
-    if "ce" in parts:
-        report["expected_ce"] = math.log(cfg.model.modes)
-    return report
