@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tinypred.data.scene_config import OBJECT_TYPES
 from tinypred.predictors.model import ModelConfig, ModelOutput, TrajectoryMLP, agent_features
@@ -52,6 +54,37 @@ def test_the_neighbours_are_a_set_and_empty_slots_say_nothing():
     moved = x.clone()
     moved[0, BASE : BASE + 6] += 1.0
     assert (m(moved).modes[0] - out.modes[0]).abs().max() > 1e-6
+
+
+def masked_pool(encoded: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """The reference: max over the present slots (-inf elsewhere, 0 where none is) and their mean."""
+    count = present.sum(1)
+    top = encoded.masked_fill(~present, float("-inf")).amax(1)
+    top = torch.where(count > 0, top, torch.zeros_like(top))
+    return torch.cat([top, (encoded * present).sum(1) / count.clamp(min=1)], 1)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.lists(st.booleans(), min_size=M, max_size=M), min_size=1, max_size=6), st.integers(0, 99))
+def test_the_pooling_is_a_masked_max_and_mean_in_values_and_gradients(present, seed):
+    """The model zeroes the absent slots of its (ReLU, >= 0) encoder output and takes the plain max:
+    the same numbers, and the same gradients for the weights and the inputs, as a masked max."""
+    m = model()
+    x = inputs(present, seed).requires_grad_()
+    block = x[:, BASE:]
+    pooled = m._pooled_neighbours(block)
+    weight = torch.randn(pooled.shape, generator=torch.Generator().manual_seed(seed))
+    got = torch.autograd.grad((pooled * weight).sum(), [x, *m.agent_encoder.parameters()])
+    states, mask, kinds = block.split([M * H * 6, M * H, M * len(OBJECT_TYPES)], 1)
+    mask = mask.view(-1, M, H)
+    encoded = m.agent_encoder(
+        torch.cat([states.view(-1, M, H * 6), mask, kinds.view(-1, M, len(OBJECT_TYPES))], -1)
+    )
+    reference = masked_pool(encoded, mask[..., -1:] > 0.5)
+    assert torch.equal(pooled, reference)
+    expected = torch.autograd.grad((reference * weight).sum(), [x, *m.agent_encoder.parameters()])
+    for a, b in zip(got, expected, strict=True):
+        assert torch.equal(a, b)
 
 
 def test_without_neighbours_the_model_reads_the_target_and_map_alone():
