@@ -145,6 +145,16 @@ def test_a_scene_is_solved_alike_alone_or_among_others():
     assert together[2][4] <= _best_sample_cost(points[4:5])[0]
 
 
+def test_a_median_on_a_sample_beside_a_near_twin_is_that_sample():
+    """Eight samples at the origin, one 1e-6 m from it, three far: Weiszfeld stalls between the two (it
+    ended 5e-7 m off, worse than the origin by 4e-7 m); the median is the origin, exactly."""
+    points = np.zeros((1, 12, 1, 2))
+    points[0, 2, 0, 1], points[0, 3, 0, 0], points[0, 9, 0, 1], points[0, 10, 0, 1] = 1e-6, 19, 2, 9
+    centres, _, objective = k_median(points, 1, np.random.default_rng(0))
+    assert centres[0, 0, 0].tolist() == [0.0, 0.0]
+    assert objective[0] == pytest.approx(_best_sample_cost(points)[0], rel=1e-12)
+
+
 # --- k_median: guarantees, on random points ------------------------------------------------------------
 
 

@@ -117,8 +117,9 @@ def _weiszfeld(
     num, den = sums[0] + 1j * sums[1], sums[2]
     eta = sums[3] if some else np.zeros_like(den)
     moved = den > 0  # else every member sits on the centre (or it has none): it stays
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # eta / |R|: inf if R ~ 0
+        ratio = np.where(eta > 0, eta / np.abs(num - centres * den), 0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(eta > 0, eta / np.abs(num - centres * den), 0)  # eta / |R|: inf if R = 0
         step = num / np.where(moved, den, 1)
         fixed = np.maximum(0, 1 - ratio) * step + np.minimum(1, ratio) * centres
     new = np.where(eta > 0, fixed, centres + over * (step - centres))
@@ -226,13 +227,19 @@ def _medians(x: np.ndarray, assign: np.ndarray, j: int, steps: int, near: np.nda
 def _median(x: np.ndarray, tol: float, near: np.ndarray) -> np.ndarray:
     """(B, 1, P) the geometric median of all samples, per point: Weiszfeld from the mean until it stalls
     (by `tol`); three plain steps (over-relaxed ones circle a median that lies on a sample, plain ones
-    close in on it); then the sample point nearest to it where better (they only crawl to it)."""
+    close in on it); then the best of it and the two sample points nearest to it (they only crawl to a
+    median on a sample, and may stall as near to another one: samples 1e-6 m apart)."""
     centres = _lloyd(x, x.mean(axis=2)[:, None], 100, 1, tol, near)[0]
     centres = _lloyd(x, centres, 3, 1, 0.0, near, over=1.0)[0]
     norms = np.abs(x - centres[:, 0, :, None])  # (B, P, S)
-    nearest = np.take_along_axis(x, norms.argmin(axis=2)[..., None], axis=2)[..., 0]  # (B, P)
-    better = np.abs(x - nearest[..., None]).sum(axis=2) < norms.sum(axis=2)
-    return np.where(better, nearest, centres[:, 0])[:, None]
+    best, cost = centres[:, 0], norms.sum(axis=2)  # (B, P)
+    two = np.argpartition(norms, min(1, norms.shape[2] - 1), axis=2)[..., :2]  # (B, P, <= 2)
+    for j in np.moveaxis(two, 2, 0):
+        point = np.take_along_axis(x, j[..., None], axis=2)[..., 0]  # (B, P)
+        at = np.abs(x - point[..., None]).sum(axis=2)
+        better = at < cost
+        best, cost = np.where(better, point, best), np.where(better, at, cost)
+    return best[:, None]
 
 
 def k_median(
