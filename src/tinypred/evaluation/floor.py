@@ -4,8 +4,7 @@ that minimise a metric's expectation, all scenes at once (loops run over iterati
 - `k_median`: k centres minimising the expected distance from a sample to its nearest centre, the distance
   the mean over P points of the Euclidean norms: minFDE on endpoints (P = 1), minADE on paths (P = T).
 - `max_coverage`: k of the endpoints covering (within a radius: AV2's hit) the most samples, greedily.
-- `metric_samples`: every metric of `metrics.METRICS` for every (scene, sample) pair, by the very code
-  `metrics.evaluate` scores with; `floor_summary`: their mean and its two standard errors.
+The scores of the predictions they make, on the samples, are `floor_scores`.
 
 Pure NumPy: float32 input is solved in float32 (about twice as fast), float64 in float64.
 """
@@ -43,7 +42,7 @@ def _count(name: str, value: object, least: int = 1) -> int:
     return int(value)
 
 
-def _rows(per_row: int) -> int:  # scenes per chunk, for work of `per_row` elements per scene
+def chunk_rows(per_row: int) -> int:  # scenes per chunk, for work of `per_row` elements per scene
     return max(1, CHUNK // max(per_row, 1))
 
 
@@ -69,7 +68,7 @@ def _nearest(x: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray
     """assign and dist of `_assign` for all B scenes, a chunk of scenes at a time."""
     b, p, s = x.shape
     assign, dist = np.empty((b, s), np.intp), np.empty((b, s), x.real.dtype)
-    step = _rows(centres.shape[1] * p * s)
+    step = chunk_rows(centres.shape[1] * p * s)
     for lo in range(0, b, step):
         hi = lo + step
         assign[lo:hi], dist[lo:hi] = _assign(x[lo:hi], centres[lo:hi])[:2]
@@ -165,7 +164,7 @@ def _lloyd(
     assign, dist = np.zeros((b, s), np.intp), np.zeros((b, s), x.real.dtype)
     previous, shift = np.full(b, np.inf), np.full(b, np.inf)
     live = np.arange(b)
-    step = _rows(j * p * s)
+    step = chunk_rows(j * p * s)
     for r in range(rounds + 1):
         done = np.zeros(len(live), bool)
         for lo in range(0, len(live), step):
@@ -214,7 +213,7 @@ def _medians(x: np.ndarray, assign: np.ndarray, j: int, steps: int, near: np.nda
     """(B, j, P) centres for an assignment: `steps` Weiszfeld steps from each cluster's mean (or sample 0)."""
     b, p, s = x.shape
     out = np.empty((b, j, p), x.dtype)
-    step = _rows(4 * p * s)
+    step = chunk_rows(4 * p * s)
     for lo in range(0, b, step):
         xs, a = x[lo : lo + step], assign[lo : lo + step]
         count = (member := (a[:, :, None] == np.arange(j)).astype(x.real.dtype)).sum(axis=1)[..., None]
@@ -325,7 +324,7 @@ def max_coverage(points: np.ndarray, k: int, radius: float = 2.0) -> tuple[np.nd
     """
     x, k = as_complex(_points("points", points, 3)), _count("k", k)  # (B, S)
     metrics._check_threshold("radius", radius)
-    (b, s), step = x.shape, _rows(4 * x.shape[1] ** 2)  # the float32 cover matrix dominates
+    (b, s), step = x.shape, chunk_rows(4 * x.shape[1] ** 2)  # the float32 cover matrix dominates
     index, mass = np.zeros((b, k), np.intp), np.zeros((b, k))
     for lo in range(0, b, step):
         xs = x[lo : lo + step]
@@ -339,68 +338,3 @@ def max_coverage(points: np.ndarray, k: int, radius: float = 2.0) -> tuple[np.nd
             index[lo : lo + step, c], mass[lo : lo + step, c] = best, count[rows, best] / s
             uncovered *= 1 - cover[rows, best][..., None]
     return index, mass
-
-
-def metric_samples(
-    modes: np.ndarray,
-    probs: np.ndarray,
-    scale: np.ndarray | float,
-    samples: np.ndarray,
-    dist: metrics.Dist = "laplace",
-    miss_threshold_m: float = 2.0,
-) -> dict[str, np.ndarray]:
-    """Every metric of `metrics.METRICS` for every (scene, sample) pair: name -> (B, S) array.
-
-    modes (B, K, T, 2), probs (B, K), scale broadcastable to (B, K, T) as for `metrics.nll`, samples
-    (B, S, T, 2). Entry [b, s] is what `metrics.evaluate` scores for scene b if samples[b, s] is its
-    ground truth, by `metrics.per_sample`'s own code, run on the pairs a chunk of scenes at a time (each
-    scene's modes repeated S times would not fit in memory at once). The "MR" arrays are bool."""
-    metrics.check_choice("dist", dist, metrics.DISTS)
-    metrics._check_threshold("miss_threshold_m", miss_threshold_m)
-    smp = np.asarray(samples)
-    if smp.ndim != 4 or smp.shape[-1] != 2 or smp.shape[1] == 0:
-        raise TinypredError(f"samples must have shape (B, S, T, 2), S >= 1; got {smp.shape}")
-    smp = metrics._real_array("samples", smp)
-    # Validated once, with the first sample standing in for the ground truth (its shape is all that counts).
-    modes, _, probs, scale = metrics.validate(modes, smp[:, 0], probs, scale)
-    b, s, t, _ = smp.shape
-    per_scene = scale.ndim == 3 and scale.shape[0] == b > 1  # else it broadcasts over the pairs as it is
-    out: dict[str, np.ndarray] = {}
-    step = _rows(s * modes.shape[1] * t)
-    for lo in range(0, b, step):
-        hi = min(lo + step, b)
-        values = metrics._per_sample(
-            np.repeat(modes[lo:hi], s, axis=0),
-            np.repeat(probs[lo:hi], s, axis=0),
-            smp[lo:hi].reshape(-1, t, 2),
-            np.repeat(scale[lo:hi], s, axis=0) if per_scene else scale,
-            dist,
-            miss_threshold_m,
-        )
-        for name, value in values.items():
-            out.setdefault(name, np.empty((b, s), value.dtype))[lo:hi] = value.reshape(hi - lo, s)
-    return out
-
-
-def floor_summary(values: np.ndarray) -> dict[str, float]:
-    """The floor that a metric's values (B, S) (B scenes, S sampled futures each) estimate, and its errors.
-
-    value: the floor, the mean over scenes and samples: the metric's expectation on these B scenes.
-    mc_se: its Monte-Carlo standard error given the scenes, sqrt(sum_b s_b^2 / S) / B with s_b^2 the
-        variance (ddof 1) of scene b's S values; it shrinks as 1 / sqrt(S). NaN for S = 1.
-    se: the standard error of a metric's mean over B scenes with one future each, as on a test set: the
-        chance noise of one predictor's score (a paired difference of two is up to sqrt 2 noisier, less
-        where they err alike). One future's variance is the within-scene variance plus that of the scene
-        means m_b; var(m_b) (ddof 1) overstates the latter by mean(s_b^2) / S, so the unbiased
-        V = (1 - 1 / S) mean_b(s_b^2) + var(m_b), and se = sqrt(V / B). NaN for B = 1.
-    Also scenes (B) and samples (S).
-    """
-    if np.ndim(values) != 2 or 0 in np.shape(values):
-        raise TinypredError(f"values must have shape (B, S) with B, S >= 1; got {np.shape(values)}")
-    v = metrics._real_array("values", values).astype(np.float64)
-    b, s = v.shape
-    within = v.var(axis=1, ddof=1).mean() if s > 1 else 0.0
-    between = v.mean(axis=1).var(ddof=1) if b > 1 else np.nan
-    mc_se = float(np.sqrt(within / s / b)) if s > 1 else np.nan
-    se = float(np.sqrt(((1 - 1 / s) * within + between) / b))
-    return {"value": float(v.mean()), "mc_se": mc_se, "se": se, "scenes": b, "samples": s}

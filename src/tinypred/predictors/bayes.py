@@ -40,7 +40,8 @@ from tinypred.data.encoding import EncodedScenes
 from tinypred.data.scene_config import FAMILIES
 from tinypred.data.truth import future_samples
 from tinypred.errors import TinypredError
-from tinypred.evaluation.floor import floor_summary, k_median, max_coverage, metric_samples
+from tinypred.evaluation.floor import k_median, max_coverage
+from tinypred.evaluation.floor_scores import floor_summary, metric_samples
 from tinypred.evaluation.metrics import METRICS
 from tinypred.evaluation.scales import fit_scales
 from tinypred.evaluation.tables import evaluate_scenes
@@ -66,7 +67,7 @@ NLL_SAMPLES = 64  # held-out samples per scene that score the NLL (not a floor: 
 @dataclass
 class BayesFloor:
     """predictions: objective -> Prediction (N scenes); floor: slice -> metric -> {"value", "se",
-    "mc_se"} (see `evaluation.floor.floor_summary`); expected: predictor name -> slice -> metric -> the
+    "mc_se"} (see `evaluation.floor_scores.floor_summary`); expected: predictor name -> slice -> metric -> the
     mean over scenes of its expected value on the held-out samples ("bayes" and every `compare`d one)."""
 
     predictions: dict[str, Prediction]
