@@ -146,11 +146,19 @@ def test_a_scene_is_solved_alike_alone_or_among_others():
     assert together[2][4] <= _best_sample_cost(points[4:5])[0]
 
 
-def test_a_median_on_a_sample_beside_a_near_twin_is_that_sample():
-    """Eight samples at the origin, one 1e-6 m from it, three far: Weiszfeld stalls between the two (it
-    ended 5e-7 m off, worse than the origin by 4e-7 m); the median is the origin, exactly."""
-    points = np.zeros((1, 12, 1, 2))
-    points[0, 2, 0, 1], points[0, 3, 0, 0], points[0, 9, 0, 1], points[0, 10, 0, 1] = 1e-6, 19, 2, 9
+MEDIAN_ON_A_SAMPLE = {
+    # Eight samples at the origin, one 1e-6 m from it, three far: Weiszfeld stalled 5e-7 m off, worse
+    # than the origin by 4e-7 m, nearest to the twin.
+    "beside a near twin": [(0, 0)] * 8 + [(0, 1e-6), (19, 0), (0, 2), (0, 9)],
+    # Half the samples on one point, whose pull barely wins (5.99 against 6): Weiszfeld crawled to it and
+    # stopped 1.6 m away, nearer to two copies of another point.
+    "barely the median": [(0, 0)] * 6 + [(7, 0)] * 2 + [(3, 0)] * 2 + [(7, 1)] * 2,
+}
+
+
+@pytest.mark.parametrize("case", MEDIAN_ON_A_SAMPLE)
+def test_a_median_on_a_sample_that_weiszfeld_stalls_short_of_is_that_sample(case):
+    points = np.array(MEDIAN_ON_A_SAMPLE[case], float)[None, :, None]  # (1, 12, 1, 2)
     centres, _, objective = k_median(points, 1, np.random.default_rng(0))
     assert centres[0, 0, 0].tolist() == [0.0, 0.0]
     assert objective[0] == pytest.approx(_best_sample_cost(points)[0], rel=1e-12)

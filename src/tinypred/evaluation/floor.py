@@ -226,15 +226,16 @@ def _medians(x: np.ndarray, assign: np.ndarray, j: int, steps: int, near: np.nda
 def _median(x: np.ndarray, tol: float, near: np.ndarray) -> np.ndarray:
     """(B, 1, P) the geometric median of all samples, per point: Weiszfeld from the mean until it stalls
     (by `tol`); three plain steps (over-relaxed ones circle a median that lies on a sample, plain ones
-    close in on it); then the best of it and the two sample points nearest to it (they only crawl to a
-    median on a sample, and may stall as near to another one: samples 1e-6 m apart)."""
+    close in on it); then the best of it, the sample point nearest to it and the nearest other one (they
+    only crawl to a median on a sample, the slower the more samples sit there, and may stall nearer to
+    another point)."""
     centres = _lloyd(x, x.mean(axis=2)[:, None], 100, 1, tol, near)[0]
     centres = _lloyd(x, centres, 3, 1, 0.0, near, over=1.0)[0]
     norms = np.abs(x - centres[:, 0, :, None])  # (B, P, S)
     best, cost = centres[:, 0], norms.sum(axis=2)  # (B, P)
-    two = np.argpartition(norms, min(1, norms.shape[2] - 1), axis=2)[..., :2]  # (B, P, <= 2)
-    for j in np.moveaxis(two, 2, 0):
-        point = np.take_along_axis(x, j[..., None], axis=2)[..., 0]  # (B, P)
+    first = np.take_along_axis(x, norms.argmin(axis=2)[..., None], axis=2)  # (B, P, 1)
+    second = np.take_along_axis(x, np.where(x == first, np.inf, norms).argmin(axis=2)[..., None], axis=2)
+    for point in (first[..., 0], second[..., 0]):
         at = np.abs(x - point[..., None]).sum(axis=2)
         better = at < cost
         best, cost = np.where(better, point, best), np.where(better, at, cost)
