@@ -28,6 +28,10 @@ weights once per slot):
                                   GEMM rate: peak / (6 x weights); loader_fraction_of_matmul_bound is
                                   streamed / that (target >= 0.75), loader_resident_fraction_of_matmul_bound
                                   resident / that
+  loader_slots_present            the fraction of neighbour slots present in this data: training on the
+                                  CPU encodes only those (the bound above counts every slot), so
+                                  loader_fraction_of_bound_of_work_done is streamed against the bound of
+                                  the weights actually multiplied (the encoder's once per present slot)
   loader_vs_tensor_step           streamed / resident: what streaming costs against data already on the
                                   device
   naive_dataset_samples_per_s     a per-sample Dataset over the same memory-mapped shards (features of one
@@ -195,7 +199,11 @@ def loader_throughput(args: argparse.Namespace, cfg: TrainConfig) -> dict[str, f
             res.append(epoch(resident.epoch(e)))
             stream.append(epoch(streamed.epoch(e)))
             slow.append(epoch(naive))
-        bound = float(np.median(peaks)) * 1e9 / (6 * model.matmul_params())
+        peak = float(np.median(peaks)) * 1e9
+        bound = peak / (6 * model.matmul_params())
+        present = float(ram.train.neighbour_mask[:, :, -1].mean())
+        encoder = sum(m.weight.numel() for m in model.agent_encoder if isinstance(m, torch.nn.Linear))
+        done = model.matmul_params() - (1 - present) * model.neighbour_slots * encoder
         r, s, n = (float(np.median(v)) for v in (res, stream, slow))
         return {
             "loader_features": d,
@@ -205,6 +213,8 @@ def loader_throughput(args: argparse.Namespace, cfg: TrainConfig) -> dict[str, f
             "loader_matmul_bound_samples_per_s": round(bound),
             "loader_fraction_of_matmul_bound": round(s / bound, 3),
             "loader_resident_fraction_of_matmul_bound": round(r / bound, 3),
+            "loader_slots_present": round(present, 3),
+            "loader_fraction_of_bound_of_work_done": round(s / (peak / (6 * done)), 3),
             "loader_vs_tensor_step": round(s / r, 3),
             "naive_dataset_samples_per_s": round(n),
             "speedup_streamed_vs_naive": round(s / n, 2),
