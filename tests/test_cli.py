@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 from conftest import run_cli
 
@@ -37,3 +39,33 @@ def test_help_lists_every_command_whole():
     for args in (("--help",), ("data", "--help")):
         listing = run_cli(*args, check=True).stdout.split("Commands:")[1]
         assert "..." not in listing and "Argoverse" in listing
+
+
+def test_the_data_commands_start_without_torch(tmp_path):
+    """torch takes 2 s to import: the command line loads it only for a command that uses it, and still
+    gives it the threads asked for."""
+    probe = "import atexit, sys; atexit.register(lambda: print('torch:', 'torch' in sys.modules)); "
+
+    def run(*args: str) -> str:
+        code = probe + "from tinypred.cli import main; main()"
+        command = [sys.executable, "-c", code, *args]
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    out = tmp_path / "ds"
+    for args in (
+        ("data", "generate", "--out", str(out), "--n-train", "40", "--n-val", "8", "--n-test", "8"),
+        ("data", "verify", str(out)),
+        ("data", "inspect", str(out)),
+        ("--version",),
+    ):
+        assert run(*args).endswith("torch: False\n"), args
+    threads = "import torch; print('threads', torch.get_num_threads())"
+    proc = subprocess.run(
+        [sys.executable, "-c", f"from tinypred.cli.app import use_threads; use_threads(1); {threads}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.stdout == "threads 1\n", proc.stderr

@@ -2,7 +2,7 @@
 
 The folders are the architecture; data flows one way, top to bottom, and no module imports a later one:
 
-    errors, fileio, geometry, config   shared utilities (no tinypred imports beyond errors)
+    errors, fileio, geometry, config, lazy   shared utilities (no tinypred imports beyond errors)
     data/          synthetic scenes, the agent-frame encoding, dataset files, export formats
     evaluation/    the motion-forecasting metrics, NLL scale fitting, result tables per slice
     predictors/    the Prediction type and predicting on a split, baselines, the MLP, its losses

@@ -70,8 +70,6 @@ def _options(
     ] = None,
 ) -> None:
     """tinypred: a tiny learned multimodal trajectory predictor, and backprop you can read."""
-    import torch
-
     # The library logs (the "tinypred" logger) and prints nothing; the command line shows its INFO lines.
     logger = logging.getLogger("tinypred")
     if not logger.handlers:
@@ -79,7 +77,16 @@ def _options(
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
-    torch.set_num_threads(threads or default_threads())
+    use_threads(threads or default_threads())
+
+
+def use_threads(n: int) -> None:
+    """torch's CPU threads for this command. A command that never imports torch (the data commands, 2 s
+    of its start) pays nothing: torch takes $OMP_NUM_THREADS as it loads (so do the processes a command
+    starts); a torch imported already is set."""
+    os.environ["OMP_NUM_THREADS"] = str(n)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
 
 
 def default_threads() -> int:

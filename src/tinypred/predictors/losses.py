@@ -19,26 +19,14 @@ nll already trains the probabilities). At initialisation the logits are ~0, so t
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch.nn import functional as F
 
+from tinypred.predictors.config import LossConfig
 from tinypred.predictors.model import ModelOutput
 
 DISPLACEMENT_EPS = 1e-6  # m^2 (1 mm squared), as in `backprop.numerics`
-
-
-class LossConfig(BaseModel):
-    # strict: true is not 1; finite: NaN is not a learning rate
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
-
-    kind: Literal["l2", "wta", "nll"] = "wta"
-    regression: Literal["displacement", "l1", "huber", "l2"] = "displacement"
-    huber_delta: float = Field(1.0, gt=0, description="m")
-    ce_weight: float = Field(1.0, ge=0)
-    nll_dist: Literal["laplace", "gaussian"] = "laplace"
 
 
 def step_distance(err: torch.Tensor, eps: float = 0.0) -> torch.Tensor:

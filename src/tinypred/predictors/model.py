@@ -33,35 +33,16 @@ then the model's best single guess. Training reads the logits, never these.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.nn import functional as F
 
 from tinypred.data.encoding import HISTORY_FEATURES
 from tinypred.data.scene_config import OBJECT_TYPES
+from tinypred.predictors.config import ModelConfig
 
 SCALE_EPS = 1e-3  # m: the smallest scale, so that a confident mode cannot make the NLL -inf
-
-
-class ModelConfig(BaseModel):
-    """Architecture knobs. Defaults: K = 6 modes, three hidden layers of 256, ReLU, Kaiming init."""
-
-    # strict: true is not 1; finite: NaN is not a learning rate
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
-
-    modes: int = Field(6, ge=1, le=64, description="K")
-    width: int = Field(256, ge=1, le=8192)
-    depth: int = Field(3, ge=1, le=32, description="hidden layers")
-    activation: Literal["relu", "tanh", "sigmoid", "gelu", "silu"] = "relu"
-    norm: Literal["none", "layernorm", "batchnorm"] = "none"
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    init: Literal["kaiming", "xavier", "normal001"] = "kaiming"
-    neighbours: bool = Field(True, description="read the neighbour slots through the agent encoder")
-    agent_width: int = Field(64, ge=1, le=1024, description="E: the agent encoder's width")
-    prob_radius: float = Field(2.0, ge=0, le=100, description="m: smooth the reported probabilities, 0: off")
 
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU, "silu": nn.SiLU}

@@ -7,21 +7,20 @@ validation row) and `loop` (`train`, plain and linear). May import the shared
 utilities, `tinypred.data`, `tinypred.evaluation` and `tinypred.predictors`.
 """
 
-from tinypred.training.checkpoint import TrainState
-from tinypred.training.config import TrainConfig, resolve_device
-from tinypred.training.loop import RunResult, train
-from tinypred.training.step import Split, build_model, make_optimizer, train_step
-from tinypred.training.validation import init_report
+from tinypred.lazy import lazy_exports
 
-__all__ = [
-    "RunResult",
-    "Split",
-    "TrainConfig",
-    "TrainState",
-    "build_model",
-    "init_report",
-    "make_optimizer",
-    "resolve_device",
-    "train",
-    "train_step",
-]
+# Imported on first use: `training.config` (TrainConfig: a config file, --help) loads without torch.
+_MODULES = {
+    "TrainState": "checkpoint",
+    "TrainConfig": "config",
+    "resolve_device": "config",
+    "RunResult": "loop",
+    "train": "loop",
+    "Split": "step",
+    "build_model": "step",
+    "make_optimizer": "step",
+    "train_step": "step",
+    "init_report": "validation",
+}
+__getattr__ = lazy_exports(__name__, _MODULES)
+__all__ = sorted(_MODULES)

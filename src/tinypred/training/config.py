@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tinypred.errors import TinypredError
-from tinypred.predictors.losses import LossConfig
-from tinypred.predictors.model import ModelConfig
+from tinypred.predictors.config import LossConfig, ModelConfig
+
+if TYPE_CHECKING:
+    import torch
 
 
 class TrainConfig(BaseModel):
@@ -77,6 +78,8 @@ def checkpoint_interval(value: str) -> tuple[str, float]:
 
 def resolve_device(name: str) -> torch.device:
     """'auto' picks cuda, then mps, then cpu; asking for one that is absent is a user error."""
+    import torch  # here, not above: TrainConfig alone (a config file, --help) needs no torch
+
     available = {
         "cpu": True,
         "cuda": torch.cuda.is_available(),
