@@ -18,13 +18,9 @@ The folders are the architecture; data flows one way, top to bottom, and no modu
 on first use so that `import tinypred` stays light.
 """
 
+from tinypred.lazy import lazy_exports
+
 __version__ = "0.3.0"
 
-
-def __getattr__(name: str) -> type:
-    """`from tinypred import Predictor`, imported on first use: `import tinypred` stays light (no torch)."""
-    if name == "Predictor":
-        from tinypred.predictors.api import Predictor
-
-        return Predictor
-    raise AttributeError(f"module 'tinypred' has no attribute {name!r}")
+# `from tinypred import Predictor`, imported on first use: `import tinypred` stays light (no torch).
+__getattr__ = lazy_exports(__name__, {"Predictor": "predictors.api"})
