@@ -42,30 +42,26 @@ def _segment_starts(start, length, kappa, s, heading: bool):
     at or before it): position (complex), direction e^{i heading}, heading (None unless asked), arc
     length and curvature, each (B..., S)."""
     z, h = start[..., 0] + 1j * start[..., 1], start[..., 2]
-    z0, u0, s0, k0 = (
-        np.empty(s.shape, complex),
-        np.empty(s.shape, complex),
-        np.zeros(s.shape),
-        np.empty(s.shape),
-    )
-    z0[...], u0[...], k0[...] = z[..., None], np.exp(1j * h)[..., None], kappa[..., :1]
-    h0 = None
-    if heading:
-        h0 = np.empty(s.shape)
-        h0[...] = h[..., None]
+    J = length.shape[-1]
+    lead = np.broadcast_shapes(z.shape, length.shape[:-1], s.shape[:-1])
+    # A table of the J segment starts per path, then one gather per quantity: a query's segment is how
+    # many segments after the first start at or before it (the starts only move forward).
+    table_z, table_h, table_s = np.empty((*lead, J), complex), np.empty((*lead, J)), np.zeros((*lead, J))
+    table_z[..., 0], table_h[..., 0] = z, h
+    segment = np.zeros((*lead, s.shape[-1]), np.intp)
     begin = np.zeros(length.shape[:-1])
-    # Walk the segments (few): each query moves on to every segment that starts at or before it.
-    for j in range(1, length.shape[-1]):
+    for j in range(1, J):  # few segments
         z, h = advance(z, h, length[..., j - 1], kappa[..., j - 1])
         begin = begin + length[..., j - 1]
-        later = s >= begin[..., None]
-        np.copyto(z0, z[..., None], where=later)
-        np.copyto(u0, np.exp(1j * h)[..., None], where=later)
-        np.copyto(s0, begin[..., None], where=later)
-        np.copyto(k0, kappa[..., j : j + 1], where=later)
-        if heading:
-            np.copyto(h0, h[..., None], where=later)
-    return z0, u0, h0, s0, k0
+        table_z[..., j], table_h[..., j], table_s[..., j] = z, h, begin
+        segment += s >= begin[..., None]
+    segment += (np.arange(int(np.prod(lead))) * J).reshape(*lead, 1)  # into the flattened tables
+
+    def gather(table: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(np.broadcast_to(table, (*lead, J))).reshape(-1).take(segment)
+
+    h0 = gather(table_h) if heading else None
+    return gather(table_z), gather(np.exp(1j * table_h)), h0, gather(table_s), gather(kappa)
 
 
 def s_curve(dx: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
