@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinypred.data import dataset
-from tinypred.data.encoding import EncodedScenes
+from tinypred.data.encoding import FEATURE_ARRAYS, EncodedScenes
 from tinypred.data.scene_config import SceneConfig
 from tinypred.data.shards import ShardedScenes
 from tinypred.data.validate import MAX_AGENT_FRAME, MAX_WORLD, check_finite
@@ -109,6 +109,26 @@ def test_a_mapped_load_checks_headers_now_and_values_when_rows_are_read(sharded,
     np.save(d / "train" / "00002" / "lanes.npy", np.zeros((30, 4, 16, 2), np.float64))
     with pytest.raises(TinypredError, match=r"train/00002: array 'lanes' has dtype float64"):
         dataset.load(d, mmap=True)  # a header is checked at once
+
+
+def test_the_rows_a_batch_reads_are_checked_for_values_in_range_too(sharded, tmp_path):
+    # An out-of-vocabulary lane type one-hot encodes as all zeros: a plain lane, silently, if unchecked.
+    import shutil
+
+    d = tmp_path / "ds"
+    shutil.copytree(sharded, d)
+    file = d / "train" / "00001" / "lane_type.npy"
+    lane_type = np.load(file)
+    lane_type[3, 1] = 42
+    np.save(file, lane_type)
+    mapped = dataset.load(d, mmap=True)
+    inputs = (*FEATURE_ARRAYS, "future")  # what a training batch reads
+    mapped.train.gather(np.array([0, 29, 30 + 4, 99]), inputs, check=True)  # not the bad row
+    expected = r"train/00001: array 'lane_type': expected in \[0, 4\)"
+    with pytest.raises(TinypredError, match=expected):
+        mapped.train.gather(np.array([2, 30 + 3]), inputs, check=True)
+    with pytest.raises(TinypredError, match=expected):
+        dataset.verify(d)
 
 
 def test_cli_verify_and_training_name_a_damaged_shard_in_one_line(sharded, tmp_path):

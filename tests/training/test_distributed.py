@@ -16,8 +16,9 @@ from safetensors.torch import load_file
 
 from tinypred.data import dataset
 from tinypred.data.scene_config import SceneConfig
+from tinypred.errors import TinypredError
 from tinypred.predictors.model import ModelConfig
-from tinypred.training import TrainConfig, train
+from tinypred.training import TrainConfig, distributed, train
 from tinypred.training.step import uses_cuda_graphs
 
 # 211 samples: train shards of 30 and a last one of 1; global batches of 21 (11 and 10 a rank, uneven)
@@ -97,6 +98,17 @@ def test_cuda_graphs_only_on_nvidia_cuda_in_one_process():
     assert uses_cuda_graphs(torch.device("cuda"), distributed=False) == (torch.version.hip is None)
     assert not uses_cuda_graphs(torch.device("cuda"), distributed=True)
     assert not uses_cuda_graphs(torch.device("cpu"), distributed=False)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the machine must lack CUDA")
+def test_asking_torchrun_for_a_device_this_machine_lacks_is_a_user_error(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it: before any process group
+    with (
+        pytest.raises(TinypredError, match="cuda is not available on this machine"),
+        distributed.from_env("cuda"),
+    ):
+        pass
+    assert not torch.distributed.is_initialized()
 
 
 LONG = ["--epochs", "12", *FLAGS[2:]]  # long enough that a SIGTERM sent after epoch 1 lands mid-run

@@ -126,6 +126,15 @@ def test_without_a_checkpoint_a_resume_starts_from_scratch_and_says_so(ds, tmp_p
     )
 
 
+@pytest.mark.parametrize("every", ["0", "0min"])
+def test_a_checkpoint_interval_of_0_checkpoints_at_the_end_of_each_epoch_only(ds, tmp_path, every):
+    cfg = TINY.model_copy(update={"epochs": 1, "checkpoint_every": every})
+    result = train(ds, cfg, tmp_path / "run", progress=False)
+    with safe_open(str(tmp_path / "run" / CHECKPOINT_FILE), framework="pt") as f:
+        state = json.loads(f.metadata()["state"])
+    assert len(result.history) == 1 and state["epoch_step"] == 0 and state["epoch"] == 1
+
+
 def test_a_mid_epoch_kill_resumes_to_the_same_weights(small_dataset, tmp_path):
     cfg = TINY.model_copy(update={"batch_size": 8, "checkpoint_every": "5"})  # 150 steps per epoch
     config = tmp_path / "cfg.json"

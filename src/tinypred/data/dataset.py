@@ -323,7 +323,7 @@ def _load_split(
         enc = EncodedScenes(**arrays, dt=dt)
         if not mmap:
             check_finite(where, arrays)
-            check_values(where, enc)
+            check_values(where, arrays)
         parts.append(enc)
     if mmap:
         return ShardedScenes(parts, [shard_dir(path, name, i) for i in range(len(parts))], shapes, dt)
@@ -342,7 +342,7 @@ def verify(path: str | Path) -> dict[str, Any]:
         for where, shard in zip(split.where, split.shards, strict=True):
             arrays = shard.arrays()
             check_arrays(where, arrays, shapes_of(split))
-            check_values(where, shard)
+            check_values(where, arrays)
             counts["samples"] += len(shard)
             counts["shards"] += 1
     return counts

@@ -4,8 +4,9 @@ Each shard's arrays are memory-mapped read-only (`np.load(mmap_mode="r")`), so a
 RAM however large it is: the rows asked for (`gather`, `subset`) are read through the page cache, which
 the OS shares between processes (the ranks of a distributed training on one machine read the same
 pages) and evicts under pressure. Opening checked only what the .npy headers say (dtype, shape, count);
-`gather(..., check=True)` checks the values of the rows it reads (finite, of a sane magnitude) and names
-the shard of a bad one, and `dataset.verify` checks every shard whole.
+`gather(..., check=True)` checks the values of the rows it reads (finite, of a sane magnitude, indices
+in range, masks consistent) and names the shard of a bad one, and `dataset.verify` checks every shard
+whole.
 
 A `ShardedScenes` is not an `EncodedScenes`: it has no whole arrays (`split.future` would read the
 whole split into memory; `in_memory()` does that when it is meant). What both offer alike: `len`, `dt`,
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from tinypred.data.encoding import EncodedScenes
-from tinypred.data.validate import check_finite, expected_arrays
+from tinypred.data.validate import check_finite, check_values, expected_arrays
 
 
 class ShardedScenes:
@@ -61,7 +62,8 @@ class ShardedScenes:
     ) -> dict[str, np.ndarray]:
         """The rows `idx` (sample indices, any order, repeats allowed) of the arrays `names` (default: all),
         in the order of `idx`. Each shard is read in increasing row order (sequential pages). `check`:
-        the float rows read must be finite and of a sane magnitude, else a TinypredError naming the shard.
+        the rows read must pass `check_finite` and `check_values` (those of their checks that read only
+        the arrays asked for), else a TinypredError naming the shard.
         """
         idx = np.asarray(idx, np.int64)
         names = tuple(names or EncodedScenes.array_names())
@@ -87,6 +89,7 @@ class ShardedScenes:
             rows = {name: np.asarray(getattr(self.shards[s], name)).take(local, axis=0) for name in names}
             if check:
                 check_finite(self.where[s], rows)
+                check_values(self.where[s], rows)
             for name in names:
                 out[name][pos] = rows[name]
         return out

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinypred.data.encoding import HISTORY_FEATURES, EncodedScenes
+from tinypred.data.encoding import HISTORY_FEATURES
 from tinypred.data.scene_config import FAMILIES, INTENTS, LANE_TYPES, MAX_ALTERNATIVES, OBJECT_TYPES
 from tinypred.data.scenes import FOCAL, SCORED
 from tinypred.errors import TinypredError
@@ -100,60 +100,63 @@ def check_finite(where: Path, arrays: Mapping[str, np.ndarray]) -> None:
             raise TinypredError(f"{where}: array {name!r} holds {np.abs(a).max():.3g}, beyond {limit:g} m")
 
 
-def check_values(where: Path, enc: EncodedScenes) -> None:
-    """Cross-array consistency: indices in range, masks that agree, probabilities a distribution."""
-    A = MAX_ALTERNATIVES
-    n = len(enc)
-    has_mixture = enc.alt_mask.any(1)
-    intent = enc.intent.astype(np.int64)
-    chosen = enc.alt_mask[np.arange(n), np.clip(intent, 0, A - 1)]
-    in_range = {
-        "family": (enc.family, len(FAMILIES)),
-        "lane_type": (enc.lane_type, len(LANE_TYPES)),
-        "object_type": (enc.object_type, len(OBJECT_TYPES)),
-    }
-    checks = [
-        *((name, np.all((a >= 0) & (a < k)), f"in [0, {k})") for name, (a, k) in in_range.items()),
-        (
-            "neighbour_type",
-            np.all(
-                np.where(
-                    enc.neighbour_mask.any(-1),
-                    (enc.neighbour_type >= 0) & (enc.neighbour_type < len(OBJECT_TYPES)),
-                    enc.neighbour_type == -1,
-                )
-            ),
-            f"in [0, {len(OBJECT_TYPES)}) for a present neighbour, -1 for an empty slot",
-        ),
-        ("history_mask", np.all(enc.history_mask[:, -1]) if n else True, "the last history step observed"),
-        ("category", np.all((enc.category == FOCAL) | (enc.category == SCORED)), f"{FOCAL} or {SCORED}"),
-        (
-            "intent",
-            np.all(np.where(has_mixture, (intent >= 0) & (intent < A) & chosen, intent == -1)),
-            f"a slot in [0, {A}) whose alt_mask is set, or -1 without a mixture",
-        ),
-        (
-            "alt_intent",
-            np.all(
-                np.where(
-                    enc.alt_mask,
-                    (enc.alt_intent >= 0) & (enc.alt_intent < len(INTENTS)),
-                    enc.alt_intent == -1,
-                )
-            ),
-            "an intent index where masked in, -1 elsewhere",
-        ),
-        (
-            "alt_probs",
-            np.all((enc.alt_probs >= 0) & (enc.alt_probs <= 1) & (enc.alt_mask | (enc.alt_probs == 0))),
-            "in [0, 1] and 0 where alt_mask is off",
-        ),
-        (
-            "alt_probs",
-            np.allclose(enc.alt_probs.sum(-1)[has_mixture], 1.0, atol=1e-5),
-            "rows summing to 1 wherever there is a mixture",
-        ),
-    ]
-    for name, ok, expected in checks:
-        if not ok:
+def check_values(where: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Cross-array consistency of one shard's arrays, or of the rows a batch gathered from it: indices in
+    range, masks that agree, probabilities a distribution. Each check runs when the arrays it reads are
+    given (a training batch reads the model's inputs only: their checks run on every batch)."""
+    for name, needs, ok, expected in _VALUE_CHECKS:
+        if all(a in arrays for a in needs) and len(arrays[needs[0]]) and not ok(*(arrays[a] for a in needs)):
             raise TinypredError(f"{where}: array {name!r}: expected {expected}")
+
+
+def _in_range(k: int):
+    return lambda a: np.all((a >= 0) & (a < k))
+
+
+def _intent_ok(intent: np.ndarray, alt_mask: np.ndarray) -> bool:
+    A = alt_mask.shape[1]
+    intent = intent.astype(np.int64)
+    chosen = alt_mask[np.arange(len(intent)), np.clip(intent, 0, A - 1)]
+    return np.all(np.where(alt_mask.any(1), (intent >= 0) & (intent < A) & chosen, intent == -1))
+
+
+# (array named in the message, the arrays the check reads, the check, what was expected)
+_VALUE_CHECKS = (
+    ("family", ("family",), _in_range(len(FAMILIES)), f"in [0, {len(FAMILIES)})"),
+    ("lane_type", ("lane_type",), _in_range(len(LANE_TYPES)), f"in [0, {len(LANE_TYPES)})"),
+    ("object_type", ("object_type",), _in_range(len(OBJECT_TYPES)), f"in [0, {len(OBJECT_TYPES)})"),
+    (
+        "neighbour_type",
+        ("neighbour_type", "neighbour_mask"),
+        lambda kind, mask: np.all(
+            np.where(mask.any(-1), (kind >= 0) & (kind < len(OBJECT_TYPES)), kind == -1)
+        ),
+        f"in [0, {len(OBJECT_TYPES)}) for a present neighbour, -1 for an empty slot",
+    ),
+    ("history_mask", ("history_mask",), lambda m: np.all(m[:, -1]), "the last history step observed"),
+    ("category", ("category",), lambda c: np.all((c == FOCAL) | (c == SCORED)), f"{FOCAL} or {SCORED}"),
+    (
+        "intent",
+        ("intent", "alt_mask"),
+        _intent_ok,
+        f"a slot in [0, {MAX_ALTERNATIVES}) whose alt_mask is set, or -1 without a mixture",
+    ),
+    (
+        "alt_intent",
+        ("alt_intent", "alt_mask"),
+        lambda kind, mask: np.all(np.where(mask, (kind >= 0) & (kind < len(INTENTS)), kind == -1)),
+        "an intent index where masked in, -1 elsewhere",
+    ),
+    (
+        "alt_probs",
+        ("alt_probs", "alt_mask"),
+        lambda p, mask: np.all((p >= 0) & (p <= 1) & (mask | (p == 0))),
+        "in [0, 1] and 0 where alt_mask is off",
+    ),
+    (
+        "alt_probs",
+        ("alt_probs", "alt_mask"),
+        lambda p, mask: np.allclose(p.sum(-1)[mask.any(1)], 1.0, atol=1e-5),
+        "rows summing to 1 wherever there is a mixture",
+    ),
+)

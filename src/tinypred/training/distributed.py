@@ -30,6 +30,7 @@ import torch
 import torch.distributed as dist
 
 from tinypred.errors import TinypredError
+from tinypred.training.config import resolve_device
 
 TIMEOUT = datetime.timedelta(hours=2)  # the others wait this long while rank 0 validates and writes
 _MESSAGE_BYTES = 4096
@@ -83,9 +84,16 @@ def from_env(device: str) -> Iterator[Group]:
         return
     if not dist.is_available():
         raise TinypredError("this torch build has no torch.distributed", arg="device")
-    cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    cuda = resolve_device(device).type == "cuda"  # a device this machine lacks: the one-line error
     if cuda:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        local, gpus = int(os.environ.get("LOCAL_RANK", "0") or 0), torch.cuda.device_count()
+        if local >= gpus:
+            raise TinypredError(
+                f"torchrun started process {local} on this machine, which has {gpus} GPU(s): "
+                f"ask for at most --nproc_per_node {gpus}",
+                arg="device",
+            )
+        torch.cuda.set_device(local)
     dist.init_process_group("nccl" if cuda else "gloo", timeout=TIMEOUT)
     try:
         yield current()

@@ -315,8 +315,8 @@ def train_epoch(
         if bar is not None:
             text = f"epoch {epoch + 1}/{cfg.epochs} loss {float(step_loss):.3f}" if record else None
             bar.update(bar.task_ids[0], advance=1, description=text)
-        due = state.step % every == 0 if every_kind == "steps" else late
-        if checkpoint is not None and (stopping or (every and due and i + 1 < steps)):
+        due = every and (state.step % every == 0 if every_kind == "steps" else late)  # every 0: per epoch
+        if checkpoint is not None and (stopping or (due and i + 1 < steps)):
             now = time.perf_counter()
             state.train_seconds += now - start
             start = last_checkpoint = now
