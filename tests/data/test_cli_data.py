@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 from conftest import run_cli
 
@@ -50,3 +54,24 @@ def test_user_errors_are_one_line_and_write_nothing(tmp_path):
         assert proc.stderr.strip().count("\n") == 0
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
     assert run_cli("data", "generate").returncode == 2  # a missing required flag is a usage error
+
+
+def test_a_generation_stopped_by_sigterm_leaves_nothing_behind(tmp_path):
+    # What Slurm and `timeout` send: the half-written dataset (a hidden temporary directory) is removed.
+    out = tmp_path / "ds"
+    command = [sys.executable, "-c", "from tinypred.cli import main; main()", "data", "generate"]
+    command += ["--out", str(out), "--n-train", "300000", "--n-val", "10", "--n-test", "10"]  # 5 shards
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(tmp_path.glob(".ds.tmp-*/train/00000")) and time.monotonic() < deadline:
+            time.sleep(0.05)  # until the first shard is being written
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, stderr
+    assert (
+        stderr == "tinypred: error: stopped by SIGTERM before it finished; nothing it was writing was kept\n"
+    )
+    assert list(tmp_path.iterdir()) == []

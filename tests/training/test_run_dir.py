@@ -117,8 +117,13 @@ def test_without_a_checkpoint_a_resume_starts_from_scratch_and_says_so(ds, tmp_p
     cfg = TINY.model_copy(update={"epochs": 1})
     run.mkdir()
     write_json(run / "config.json", identity(ds, cfg))  # what a kill before the first checkpoint leaves
+    (run / "tb").mkdir()
+    stale = run / "tb" / "events.out.tfevents.1.killed"  # ... with its curves so far
+    stale.write_bytes(b"")
     result = train(ds, cfg, run, resume=True, progress=False)
     assert result.started.startswith("no checkpoint yet") and len(result.history) == 1
+    # The new run's curves alone: TensorBoard would draw the killed attempt's beside them as one run.
+    assert not stale.exists() and list((run / "tb").glob("events.out.tfevents.*"))
     reference = train(ds, cfg, tmp_path / "straight", progress=False)
     assert all(
         torch.equal(a, b)
@@ -159,7 +164,11 @@ def test_a_mid_epoch_kill_resumes_to_the_same_weights(small_dataset, tmp_path):
     proc.wait()
     assert step > 0, "the training ended before a mid-epoch checkpoint could be caught"
     resumed = run_cli(*args, "--out", str(run), "--resume", check=True)
-    assert "resumed at step" in resumed.stdout
+    lines = resumed.stdout.splitlines()
+    said = next(i for i, line in enumerate(lines) if "resumed at step" in line)
+    assert said < next(i for i, line in enumerate(lines) if line.startswith("epoch ")), (
+        lines
+    )  # before, not after
     a, b = _weights(tmp_path / "straight"), _weights(run)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 

@@ -285,8 +285,14 @@ def test_cli_train_eval_predict_and_bad_input(small_dataset, tmp_path):
     assert np.linalg.norm(start - ds.test.pose[0, :2]) < 5.0
     np.testing.assert_allclose(to_world(np.zeros((1, 1, 2)), ds.test.pose[:1])[0, 0], ds.test.pose[0, :2])
 
+    no_val = tmp_path / "no_val"
+    dataset.save(dataset.make(SceneConfig(), 20, 0, 5, seed=1), no_val)
     cases = [
         (["train", "--data", str(small_dataset), "--out", str(run)], "already holds a run"),
+        (
+            ["train", "--data", str(no_val), "--out", str(tmp_path / "x")],
+            f"the val split of {no_val} is empty: training needs samples in it",
+        ),
         (
             ["train", "--data", str(small_dataset), "--out", str(tmp_path / "x"), "--set", "model.widht=3"],
             "--set model.widht:",

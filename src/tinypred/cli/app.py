@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import sys
 from typing import Annotated, Literal
 
@@ -176,9 +177,23 @@ def user_message(e: TinypredError) -> str:
     return f"{ARG_FLAGS.get(e.arg, e.arg)}: {e.message}"
 
 
+class _Terminated(BaseException):
+    """SIGTERM outside a training (which stops politely by itself: `training.preemption`): the command
+    unwinds, and the outputs it was writing (temporary files and directories) are removed on the way. A
+    BaseException, so that no `except Exception` on the way swallows it."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second one ends the process at once
+    raise _Terminated
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
+    except _Terminated:
+        fail("stopped by SIGTERM before it finished; nothing it was writing was kept", 143)
     except TinypredError as e:
         # Under torchrun every rank meets the same user error (the same data and flags; a training stop is
         # agreed among them): rank 0 reports it, once. Other failures are a rank's own: each says its own.

@@ -158,6 +158,7 @@ def _train(ds: dataset.Dataset, cfg: TrainConfig, out: Path, resume: bool, group
     from tinypred.predictors.baselines import fit_all
     from tinypred.training import distributed
     from tinypred.training import train as run_training
+    from tinypred.training.loop import check_trainable
     from tinypred.training.step import uses_cuda_graphs
 
     refs, error = {}, None
@@ -169,6 +170,7 @@ def _train(ds: dataset.Dataset, cfg: TrainConfig, out: Path, resume: bool, group
         if group.active:
             console.print(f"{group.world} processes ({dist.get_backend()}); rank 0 writes and prints")
         try:
+            check_trainable(ds)  # before the baselines read the splits
             train_rows, val = ds.train, ds.val
             if isinstance(ds.train, ShardedScenes):  # fitted on a part: a mapped split is never read whole
                 train_rows = ds.train.subset(slice(0, BASELINE_FIT_ROWS), check=True)
@@ -191,13 +193,22 @@ def _train(ds: dataset.Dataset, cfg: TrainConfig, out: Path, resume: bool, group
             f"  ({r['step'] / max(r['seconds'], 1e-9):.0f} steps/s, about {left:.0f} s left)"
         )
 
+    def start_line(started: str) -> None:  # before the first step: a resume that found nothing says so
+        if started != "new":
+            console.print(f"{out}: {started}")
+
     result = run_training(
-        ds, cfg, out, resume=resume, progress=console.is_terminal, baselines=refs, on_epoch=epoch_line
+        ds,
+        cfg,
+        out,
+        resume=resume,
+        progress=console.is_terminal,
+        baselines=refs,
+        on_epoch=epoch_line,
+        on_start=start_line,
     )
     if not group.main:
         return
-    if result.started != "new":
-        console.print(f"{out}: {result.started}")
     for w in result.warnings:
         err_console.print(f"warning: {w}")
     console.print(

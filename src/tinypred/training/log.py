@@ -38,9 +38,15 @@ class RunLog:
     """The logs of the run in `out_dir`."""
 
     def __init__(self, out_dir: Path, purge_step: int | None = None) -> None:
+        """`purge_step`: a resumed run's step (TensorBoard drops what a dead attempt logged from there on);
+        None for a run from step 0, which first removes the event files of an attempt killed before its
+        first checkpoint (else TensorBoard would show both runs' curves as one)."""
         from torch.utils.tensorboard import SummaryWriter  # imported late: it is slow to import
 
         self.out_dir = out_dir
+        if purge_step is None:
+            for stale in (out_dir / "tb").glob("events.out.tfevents.*"):
+                stale.unlink()
         self.tb = SummaryWriter(str(out_dir / "tb"), purge_step=purge_step)
 
     def gradients(

@@ -82,6 +82,7 @@ def train(
     progress: bool = False,
     baselines: dict[str, dict] | None = None,
     on_epoch: Callable[[dict], None] | None = None,
+    on_start: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Train a TrajectoryMLP on ds.train, validating on ds.val every epoch; see the module docstring.
 
@@ -89,16 +90,14 @@ def train(
     this run: the same data and config); without a checkpoint yet (killed before its first), it starts
     from scratch and says so in `RunResult.started`. `baselines` maps names to their validation tables
     (`evaluate_scenes`), logged beside the model's; a final model worse than "cv" gets a warning.
-    `on_epoch` receives each epoch's log row.
+    `on_epoch` receives each epoch's log row; `on_start` how the run started ("new", "resumed at step N"
+    or why a resume started from scratch, as `RunResult.started`), before the first step.
 
     Under a process group of several processes every rank calls this alike; rank 0 returns the result,
     the others a RunResult without the log (empty history and best_val).
     """
     out_dir = Path(out_dir)
-    if len(ds.train) == 0 or len(ds.val) == 0:
-        raise TinypredError(f"{ds.path}: training needs non-empty train and val splits")
-    if not (ds.train.has_future and ds.val.has_future):
-        raise TinypredError(f"{ds.path}: training needs train and val splits whose futures are known")
+    check_trainable(ds)
     device = resolve_device(cfg.device)
     group = distributed.current()
     if cfg.batch_size < group.world:
@@ -115,7 +114,20 @@ def train(
                 error = e
         distributed.raise_first(group, error)
         sigterm = stack.enter_context(StopSignal())
-        return _train(ds, cfg, out_dir, device, resume, progress, baselines or {}, on_epoch, group, sigterm)
+        return _train(
+            ds, cfg, out_dir, device, resume, progress, baselines or {}, on_epoch, on_start, group, sigterm
+        )
+
+
+def check_trainable(ds: Dataset) -> None:
+    """Training needs train and val splits with samples, their futures known; else a user error naming
+    the split."""
+    for name in ("train", "val"):
+        split = ds.split(name)
+        if len(split) == 0:
+            raise TinypredError(f"the {name} split of {ds.path} is empty: training needs samples in it")
+        if not split.has_future:
+            raise TinypredError(f"the {name} split of {ds.path} has unknown futures: training needs them")
 
 
 def _train(
@@ -127,6 +139,7 @@ def _train(
     progress: bool,
     baselines: dict[str, dict],
     on_epoch: Callable[[dict], None] | None,
+    on_start: Callable[[str], None] | None,
     group: Group,
     sigterm: StopSignal,
 ) -> RunResult:
@@ -167,6 +180,8 @@ def _train(
     except TinypredError as e:
         error = e
     distributed.raise_first(group, error)
+    if on_start is not None and group.main:
+        on_start(started)
     net, model_on_cuda = model, device.type == "cuda"
     if group.active:
         from torch.nn.parallel import DistributedDataParallel
@@ -183,7 +198,7 @@ def _train(
 
     log = None
     if group.main:
-        log = RunLog(out_dir, purge_step=state.step if resume else None)  # a restart purges a dead attempt
+        log = RunLog(out_dir, purge_step=state.step if resumed else None)
         if state.step == 0:
             log.baselines(baselines)
     bar = progress_bar(progress and group.main, total_steps, state.step)
