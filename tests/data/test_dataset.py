@@ -149,6 +149,12 @@ def _set(index, value):
     return change
 
 
+def _resize(file, change: int) -> None:
+    """Cut `change` bytes off the end of a file (< 0), or append that many bytes of garbage."""
+    data = file.read_bytes()
+    file.write_bytes(data[:change] if change < 0 else data + b"\xab" * change)
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
@@ -161,9 +167,34 @@ def _set(index, value):
         ),
         (lambda d: _meta(d, source="kaggle"), "field 'source'"),
         (lambda d: _meta(d, shapes={"H": 20}), "field 'shapes'"),
-        (lambda d: _meta(d, splits={"train": {"shards": [1200]}}), "field 'splits.val.shards'"),
+        (
+            lambda d: _meta(d, splits={"train": {"count": 1200, "shards": [1200]}}),
+            "field 'splits.val.shards'",
+        ),
+        (
+            lambda d: _meta(d, counts={"train": 5, "val": 300, "test": 300}),
+            r"'counts.train' is 5, its shards hold 1200",
+        ),
+        (
+            lambda d: _meta(d, families=["intersection", "lane_change"]),
+            "field 'families' is .* another tinypred version",
+        ),
+        (lambda d: _meta(d, object_types=None), "field 'object_types' is None, expected"),
+        (lambda d: (d / "train" / "00001").mkdir(), r"train: unexpected \['00001'\] beside the 1 shards"),
         (lambda d: shutil.rmtree(d / "val"), "val/00000/history.npy: missing"),
-        (lambda d: (d / "test" / "00000" / "future.npy").write_bytes(b"\x93NUMPY junk"), "damaged"),
+        (
+            lambda d: (d / "test" / "00000" / "future.npy").write_bytes(b"\x93NUMPY junk"),
+            r"future.npy: not a .npy array \(its header is unreadable\)",
+        ),
+        (
+            lambda d: _resize(d / "val" / "00000" / "lanes.npy", -100),
+            r"lanes.npy: holds \d+ bytes where its header",
+        ),
+        (
+            lambda d: _resize(d / "val" / "00000" / "lanes.npy", 64),
+            r"\(float32 of shape \(\d+, 4, 16, 2\)\) needs",
+        ),
+        (lambda d: _resize(d / "val" / "00000" / "family.npy", -10), "family.npy: holds"),
         (lambda d: _rewrite(d, "history", lambda a: a[:10]), "holds 10 samples where meta.json says 1200"),
         (lambda d: _rewrite(d, "future", _set((0, 0, 0), np.nan)), "'future' contains NaN or Inf"),
         (lambda d: _rewrite(d, "history", _set((3, 2, 1), 3e38)), r"'history' holds 3e\+38, beyond 100000 m"),
@@ -177,7 +208,10 @@ def _set(index, value):
         (lambda d: _rewrite(d, "alt_probs", lambda a: a * 0.5), "rows summing to 1"),
         (lambda d: _rewrite(d, "scenario_id", lambda a: np.zeros(len(a))), "'scenario_id' has dtype float64"),
         (lambda d: np.save(d / "train" / "00000" / "extra.npy", np.zeros(3)), "unexpected files"),
-        (lambda d: _rewrite(d, "history", np.array([{"a": 1}] * 1200, dtype=object)), "damaged"),
+        (
+            lambda d: _rewrite(d, "history", np.array([{"a": 1}] * 1200, dtype=object)),
+            r"history.npy: holds Python objects \(dtype object\); expected a plain array",
+        ),
     ],
 )
 def test_bad_files_are_refused(small_dataset, tmp_path, damage, message):

@@ -32,14 +32,7 @@ from tinypred.data.encoding import (
     feature_count,
     features,
 )
-from tinypred.data.scene_config import (
-    FAMILIES,
-    INTENTS,
-    LANE_TYPES,
-    MAX_ALTERNATIVES,
-    OBJECT_TYPES,
-    SceneConfig,
-)
+from tinypred.data.scene_config import FAMILIES, MAX_ALTERNATIVES, VOCABULARIES, SceneConfig
 from tinypred.data.shards import ShardedScenes, empty
 from tinypred.data.store import SHARD_SIZE, DatasetWriter, read_meta, read_shards, shard_dir, shard_sizes
 from tinypred.data.synthetic import (
@@ -182,10 +175,7 @@ def dataset_meta(
         "options": options or {},
         "counts": counts,
         "has_future": has_future,
-        "families": list(FAMILIES),
-        "intents": list(INTENTS),
-        "lane_types": list(LANE_TYPES),
-        "object_types": list(OBJECT_TYPES),
+        **{field: list(vocabulary) for field, vocabulary in VOCABULARIES.items()},
         "normalization": {"mean": normalizer.mean.tolist(), "std": normalizer.std.tolist()},
     }
 

@@ -83,6 +83,14 @@ OBJECT_TYPES = (
     "unknown",
 )
 
+# The vocabularies the arrays index, by the meta.json field that records them with a dataset.
+VOCABULARIES = {
+    "families": FAMILIES,
+    "intents": INTENTS,
+    "lane_types": LANE_TYPES,
+    "object_types": OBJECT_TYPES,
+}
+
 MAX_ALTERNATIVES = 3  # M: the most intents any family has
 
 

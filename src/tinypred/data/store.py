@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from tinypred.data.encoding import EncodedScenes, FeatureMoments, features
+from tinypred.data.scene_config import VOCABULARIES
 from tinypred.errors import TinypredError
 from tinypred.fileio import atomic_directory, write_json
 
@@ -134,14 +137,27 @@ def read_meta(path: Path) -> dict[str, Any]:
 
 
 def shard_sizes(meta: dict[str, Any], split: str, meta_path: Path) -> list[int]:
-    """The sizes of a split's shards, as meta.json lists them."""
+    """The sizes of a split's shards, as meta.json lists them; its counts of the split must add up to them,
+    and its vocabularies must be the ones the arrays' indices refer to (this version's)."""
     try:
         sizes = meta["splits"][split]["shards"]
         if not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in sizes):
             raise TypeError
-        return list(sizes)
     except (KeyError, TypeError):
         raise TinypredError(f"{meta_path}: field 'splits.{split}.shards' missing or malformed") from None
+    for field, said in (
+        (f"splits.{split}.count", meta["splits"][split].get("count")),
+        (f"counts.{split}", (meta.get("counts") or {}).get(split)),
+    ):
+        if said != sum(sizes):
+            raise TinypredError(f"{meta_path}: field '{field}' is {said!r}, its shards hold {sum(sizes)}")
+    for field, known in VOCABULARIES.items():
+        if meta.get(field) != list(known):
+            raise TinypredError(
+                f"{meta_path}: field '{field}' is {meta.get(field)!r}, expected {list(known)} (the arrays "
+                "index it): a dataset of another tinypred version; regenerate or re-import it"
+            )
+    return list(sizes)
 
 
 def read_shards(
@@ -149,21 +165,22 @@ def read_shards(
 ) -> Iterator[dict[str, np.ndarray]]:
     """Each shard of a split as {array name: array}, read into memory or (`mmap`) memory-mapped read-only:
     then only the headers are read now, and the data page by page when it is used. A missing or damaged
-    file is a user error."""
+    file is a user error, and so is a shard directory meta.json does not list."""
+    listed = {shard_dir(path, split, i).name for i in range(len(sizes))}
+    if (path / split).is_dir() and (extra := sorted({p.name for p in (path / split).iterdir()} - listed)):
+        raise TinypredError(
+            f"{path / split}: unexpected {extra} beside the {len(sizes)} shards meta.json lists"
+        )
     for i, size in enumerate(sizes):
         shard = shard_dir(path, split, i)
         arrays = {}
         for name in names:
             file = shard / f"{name}.npy"
+            check_npy(file)
             try:
                 arrays[name] = np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
-            except FileNotFoundError:
-                raise TinypredError(f"{file}: missing") from None
-            except Exception as e:  # a damaged header raises ValueError, SyntaxError, TokenError...
-                # ValueError is also what np.load raises for pickled object arrays with allow_pickle=False.
-                raise TinypredError(
-                    f"{file}: damaged or not a plain .npy array ({type(e).__name__})"
-                ) from None
+            except Exception as e:  # checked above: only a file changed meanwhile, or unreadable, gets here
+                raise TinypredError(f"{file}: not readable ({type(e).__name__}: {e})") from None
             count = len(arrays[name]) if arrays[name].ndim else 0
             if count != size:
                 raise TinypredError(f"{file}: holds {count} samples where meta.json says {size}")
@@ -171,3 +188,30 @@ def read_shards(
         if extra:
             raise TinypredError(f"{shard}: unexpected files {extra}")
         yield arrays
+
+
+def check_npy(file: Path) -> None:
+    """A plain .npy array whose size is what its header says: a user error naming the file and what was
+    expected otherwise (a truncated or extended file, an unreadable header, Python objects)."""
+    try:
+        with open(file, "rb") as f:
+            try:
+                version = np.lib.format.read_magic(f)
+                read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(
+                    version, np.lib.format.read_array_header_2_0
+                )
+                shape, _, dtype = read_header(f)
+            except Exception:  # a damaged header raises ValueError, SyntaxError, EOFError...
+                raise TinypredError(f"{file}: not a .npy array (its header is unreadable)") from None
+            size, start = os.fstat(f.fileno()).st_size, f.tell()
+    except FileNotFoundError:
+        raise TinypredError(f"{file}: missing") from None
+    except OSError as e:
+        raise TinypredError(f"{file}: not readable ({e.strerror or e})") from None
+    if dtype.hasobject:
+        raise TinypredError(f"{file}: holds Python objects (dtype {dtype}); expected a plain array")
+    needed = start + math.prod(shape) * dtype.itemsize
+    if size != needed:
+        raise TinypredError(
+            f"{file}: holds {size} bytes where its header ({dtype} of shape {shape}) needs {needed}"
+        )
