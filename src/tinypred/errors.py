@@ -19,7 +19,10 @@ class TinypredError(ValueError):
 
 
 class Stopped(TinypredError):
-    """Training stopped on SIGTERM after writing a checkpoint (`training.preemption`): resume it. The CLI
-    exits as a process SIGTERM ended would (128 + 15), which is what a scheduler reads."""
+    """Training stopped on SIGTERM or SIGINT after writing a checkpoint (`training.preemption`): resume it.
+    The CLI exits as a process the signal ended would (128 + its number: 143 for SIGTERM, which is what
+    a scheduler reads)."""
 
-    exit_code = 143
+    def __init__(self, message: str, exit_code: int = 143) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

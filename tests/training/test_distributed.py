@@ -127,14 +127,14 @@ def long_reference(data, tmp_path_factory):
     return out
 
 
-def stopped_by_sigterm(command: list[str]) -> tuple[int, str]:
-    """Run command, send it SIGTERM once its output says epoch 1 is done; (exit code, stderr)."""
+def stopped_by(command: list[str], sig: signal.Signals = signal.SIGTERM) -> tuple[int, str]:
+    """Run command, send it `sig` once its output says epoch 1 is done; (exit code, stderr)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         for line in proc.stdout:
             if "epoch 1/12" in line:
-                proc.send_signal(signal.SIGTERM)
+                proc.send_signal(sig)
                 break
         proc.stdout.read()
         return proc.wait(timeout=120), proc.stderr.read()
@@ -150,7 +150,7 @@ def test_sigterm_stops_every_rank_after_one_step_and_two_processes_resume_it(dat
     proc = torchrun("train", "--data", str(data), "--out", str(whole), *LONG)
     assert proc.returncode == 0, proc.stderr
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    code, err = stopped_by_sigterm(
+    code, err = stopped_by(
         [*launch, "-m", "tinypred", "train", "--data", str(data), "--out", str(run), *LONG]
     )
     stopped = re.findall(
@@ -165,14 +165,15 @@ def test_sigterm_stops_every_rank_after_one_step_and_two_processes_resume_it(dat
     assert_same_weights(whole, run, atol=0)
 
 
-def test_sigterm_stops_one_process_with_exit_code_143(data, long_reference, tmp_path):
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_or_ctrl_c_stops_one_process_with_a_checkpoint(data, long_reference, tmp_path, sig, code):
     run = tmp_path / "run"
     cli = [sys.executable, "-m", "tinypred", "train", "--data", str(data), "--out", str(run), *LONG]
-    code, err = stopped_by_sigterm(cli)
+    exit_code, err = stopped_by(cli, sig)
     step = re.fullmatch(
-        r"tinypred: error: stopped by SIGTERM after step (\d+) \(epoch \d+\); checkpoint.*\n", err
+        rf"tinypred: error: stopped by {sig.name} after step (\d+) \(epoch \d+\); checkpoint.*\n", err
     )
-    assert code == 143 and step, err
+    assert exit_code == code and step, err
     one_thread = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([*cli, "--resume"], capture_output=True, text=True, timeout=300, env=one_thread)
     assert proc.returncode == 0 and f"resumed at step {step[1]}" in proc.stdout, proc.stderr

@@ -113,9 +113,9 @@ def train(
             except TinypredError as e:
                 error = e
         distributed.raise_first(group, error)
-        sigterm = stack.enter_context(StopSignal())
+        stop = stack.enter_context(StopSignal())
         return _train(
-            ds, cfg, out_dir, device, resume, progress, baselines or {}, on_epoch, on_start, group, sigterm
+            ds, cfg, out_dir, device, resume, progress, baselines or {}, on_epoch, on_start, group, stop
         )
 
 
@@ -141,7 +141,7 @@ def _train(
     on_epoch: Callable[[dict], None] | None,
     on_start: Callable[[str], None] | None,
     group: Group,
-    sigterm: StopSignal,
+    stop_signal: StopSignal,
 ) -> RunResult:
     run = identity(ds, cfg)
     started, error = "new", None
@@ -205,7 +205,7 @@ def _train(
     try:
         for epoch in range(state.epoch, cfg.epochs):
             train_loss = train_epoch(
-                net, opt, sched, loader, cfg, state, log, bar, epoch, checkpoint, group, sigterm, compiled
+                net, opt, sched, loader, cfg, state, log, bar, epoch, checkpoint, group, stop_signal, compiled
             )
             stop = False
             if log is not None:
@@ -271,14 +271,14 @@ def train_epoch(
     epoch: int,
     checkpoint: Callable[[], None] | None = None,
     group: Group | None = None,
-    sigterm: StopSignal | None = None,
+    stop_signal: StopSignal | None = None,
     compiled: ForwardLoss | None = None,
 ) -> float:
     """One pass over the training split in the loader's order for `epoch`; returns the mean training
     loss (over the global batches). It continues an epoch a mid-epoch checkpoint stopped in (from
     state.epoch_step); `checkpoint()` saves one, as often as cfg.checkpoint_every says. `model` may be
-    wrapped in DistributedDataParallel; `log` is None on the ranks that do not write. When `sigterm`
-    has caught one (on any rank), every rank stops after the same step, checkpointed: `Stopped`.
+    wrapped in DistributedDataParallel; `log` is None on the ranks that do not write. When `stop_signal`
+    has caught a signal (on any rank), every rank stops after the same step, checkpointed: `Stopped`.
     `compiled`: the model's `compiled_forward_loss`, when cfg.compile."""
     group = group or Group()
     start = last_checkpoint = time.perf_counter()
@@ -303,7 +303,7 @@ def train_epoch(
         before = [m.weight.detach().clone() for _, m in linear] if record else []
         total, norm = train_step(model, opt, batch.x, batch.y, cfg, batch.share * group.world, compiled)
         late = every_kind == "minutes" and time.perf_counter() - last_checkpoint >= 60 * every
-        stopping = sigterm is not None and sigterm.requested
+        stopping = stop_signal is not None and stop_signal.requested
         if group.active:  # one all_reduce: the global batch's loss, and whether any rank must stop or save
             bad = (~torch.isfinite(total)).float()
             step_loss, bad_losses, errors, late_ranks, stops = distributed.sum_all(
@@ -339,7 +339,8 @@ def train_epoch(
             checkpoint()
         if stopping:
             kept = "checkpoint written: continue with --resume" if checkpoint else "nothing written"
-            raise Stopped(f"stopped by SIGTERM after step {state.step} (epoch {epoch + 1}); {kept}")
+            name, code = stop_signal.describe()
+            raise Stopped(f"stopped by {name} after step {state.step} (epoch {epoch + 1}); {kept}", code)
     state.train_seconds += time.perf_counter() - start
     state.epoch_step, state.epoch_loss_sum = 0, 0.0
     return loss_sum.item() / steps
