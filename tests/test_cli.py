@@ -69,3 +69,25 @@ def test_the_data_commands_start_without_torch(tmp_path):
         timeout=300,
     )
     assert proc.stdout == "threads 1\n", proc.stderr
+
+
+def test_under_torchrun_only_rank_0_prints_usage_errors_and_help():
+    # Every rank parses the same flags: a typo or --help printed by each of 8 processes is 8 copies.
+    for args, code in (
+        (["train", "--bogus", "1"], 2),
+        (["train", "--loss", "mse"], 2),
+        (["train", "--help"], 0),
+    ):
+        runs = {
+            rank: subprocess.run(
+                [sys.executable, "-m", "tinypred", *args],
+                capture_output=True,
+                text=True,
+                env={**os.environ, "RANK": rank},
+                timeout=60,
+            )
+            for rank in ("0", "1")
+        }
+        assert runs["0"].returncode == runs["1"].returncode == code, args
+        assert (runs["0"].stdout + runs["0"].stderr).strip(), args  # rank 0 says it
+        assert runs["1"].stdout == runs["1"].stderr == "", (args, runs["1"].stderr)

@@ -188,16 +188,38 @@ def _terminate(signum: int, frame: object) -> None:
     raise _Terminated
 
 
+def _rank() -> int:
+    """This process's rank under torchrun (0 without it), read before any process group exists."""
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+def _app_as_a_helper_rank() -> None:
+    """The app under torchrun on a rank but 0, which prints nothing of its own: not --help, and not a
+    usage error (each rank parses the same flags: rank 0 says it once); it exits with the same code.
+    Its failures that are not user errors still reach stderr."""
+    # click's ClickException, the base of usage errors, which typer does not export under that name (it
+    # vendors click since 0.16)
+    click_exception = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 -- for the rest of the process
+    try:
+        code = app(standalone_mode=False)
+    except click_exception as e:
+        code = e.exit_code
+    except typer.Abort:
+        code = 130
+    sys.exit(code or 0)
+
+
 def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        app()
+        _app_as_a_helper_rank() if _rank() > 0 else app()
     except _Terminated:
         fail("stopped by SIGTERM before it finished; nothing it was writing was kept", 143)
     except TinypredError as e:
         # Under torchrun every rank meets the same user error (the same data and flags; a training stop is
         # agreed among them): rank 0 reports it, once. Other failures are a rank's own: each says its own.
-        if int(os.environ.get("RANK", "0") or 0) > 0:
+        if _rank() > 0:
             sys.exit(e.exit_code)
         fail(user_message(e), e.exit_code)
     except OSError as e:  # a path the system refused: read-only, a directory, not a directory, full disk
