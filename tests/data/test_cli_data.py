@@ -30,10 +30,13 @@ def test_generate_then_inspect_with_a_plot(tmp_path):
         "3",
         "--config",
         str(cfg),
+        "--shard-size",
+        "128",
         check=True,
     )
     meta = json.loads((out / "meta.json").read_text())
     assert meta["config"]["hint_strength"] == 0.5 and meta["counts"] == {"train": 300, "val": 50, "test": 50}
+    assert meta["splits"]["train"]["shards"] == [128, 128, 44] and meta["splits"]["val"]["shards"] == [50]
     proc = run_cli("data", "inspect", str(out), "--plot", str(tmp_path / "g.png"), check=True)
     assert "intersection" in proc.stdout and "lane_change" in proc.stdout
     assert (tmp_path / "g.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -45,6 +48,7 @@ def test_user_errors_are_one_line_and_write_nothing(tmp_path):
     cases = [
         (["data", "generate", "--out", str(tmp_path / "a"), "--config", str(bad)], "sum to 1"),
         (["data", "generate", "--out", str(tmp_path / "b"), "--n-train", "-4"], "--n-train"),
+        (["data", "generate", "--out", str(tmp_path / "b"), "--shard-size", "0"], "--shard-size: expected"),
         (["data", "inspect", str(tmp_path / "missing")], "not a dataset directory"),
     ]
     for args, message in cases:

@@ -167,6 +167,7 @@ ARG_FLAGS = {
     "data": "--data",
     "dataset": "DATASET",
     "batch_size": "--batch-size",
+    "shard_size": "--shard-size",
 }
 
 

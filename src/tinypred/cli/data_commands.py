@@ -14,6 +14,7 @@ from tinypred.cli.app import Split, app, console, data_app, nonempty_split
 from tinypred.config import load_config
 from tinypred.data import dataset
 from tinypred.data.scene_config import SceneConfig
+from tinypred.data.store import SHARD_SIZE
 from tinypred.errors import TinypredError
 from tinypred.report import tables
 
@@ -26,11 +27,14 @@ def data_generate(
     n_test: Annotated[int, typer.Option("--n-test")] = 4000,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     config: Annotated[Path | None, typer.Option("--config", help="scene config, .json or .toml")] = None,
+    shard_size: Annotated[
+        int, typer.Option("--shard-size", help="samples per shard: one directory of .npy files each")
+    ] = SHARD_SIZE,
 ) -> None:
     """Generate the three splits of synthetic scenes, written shard by shard (memory stays bounded)."""
     cfg = load_config(SceneConfig, config)
     start = time.perf_counter()
-    dataset.write(cfg, n_train, n_val, n_test, seed, out)
+    dataset.write(cfg, n_train, n_val, n_test, seed, out, shard_size=shard_size)
     total = n_train + n_val + n_test
     console.print(
         f"wrote {total} scenes to {out} (train {n_train}, val {n_val}, test {n_test}, seed {seed}) "

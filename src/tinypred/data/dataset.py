@@ -212,8 +212,6 @@ def fingerprint(ds: Dataset) -> str:
 def save(ds: Dataset, out: str | Path, shard_size: int = SHARD_SIZE) -> Path:
     """Write the dataset to directory `out` as a whole (replacing a dataset there), in shards of up to
     `shard_size` samples; returns the path."""
-    if shard_size < 1:
-        raise TinypredError(f"expected a number of samples >= 1, got {shard_size}", arg="shard_size")
     with DatasetWriter(out, shard_size=shard_size) as writer:
         for name in SPLITS:
             split = ds.split(name)

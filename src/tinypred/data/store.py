@@ -43,6 +43,8 @@ class DatasetWriter:
     """
 
     def __init__(self, out: str | Path, shard_size: int = SHARD_SIZE) -> None:
+        if shard_size < 1:
+            raise TinypredError(f"expected a number of samples >= 1, got {shard_size}", arg="shard_size")
         self.out = Path(out)
         self.shard_size = shard_size
         self.train_moments = FeatureMoments()
