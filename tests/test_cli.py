@@ -83,7 +83,7 @@ def test_under_torchrun_only_rank_0_prints_usage_errors_and_help():
                 [sys.executable, "-m", "tinypred", *args],
                 capture_output=True,
                 text=True,
-                env={**os.environ, "RANK": rank},
+                env={**os.environ, "RANK": rank, "WORLD_SIZE": "2"},
                 timeout=60,
             )
             for rank in ("0", "1")
@@ -91,3 +91,13 @@ def test_under_torchrun_only_rank_0_prints_usage_errors_and_help():
         assert runs["0"].returncode == runs["1"].returncode == code, args
         assert (runs["0"].stdout + runs["0"].stderr).strip(), args  # rank 0 says it
         assert runs["1"].stdout == runs["1"].stderr == "", (args, runs["1"].stderr)
+
+    # Only a training's ranks: another command (a script's subprocess under torchrun, say) still prints.
+    other = subprocess.run(
+        [sys.executable, "-m", "tinypred", "--threads", "1", "--version"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "RANK": "1", "WORLD_SIZE": "2"},
+        timeout=60,
+    )
+    assert other.returncode == 0 and other.stdout.startswith("tinypred "), other.stderr

@@ -179,6 +179,8 @@ def _resize(file, change: int) -> None:
             lambda d: _meta(d, families=["intersection", "lane_change"]),
             "field 'families' is .* another tinypred version",
         ),
+        (lambda d: _meta(d, counts=[1200, 300, 300]), r"'counts.train' is \[1200, 300, 300\], its shards"),
+        (lambda d: _meta(d, counts={"train": 1200.0}), r"'counts.train' is 1200.0, its shards hold 1200"),
         (lambda d: _meta(d, object_types=None), "field 'object_types' is None, expected"),
         (lambda d: (d / "train" / "00001").mkdir(), r"train: unexpected \['00001'\] beside the 1 shards"),
         (lambda d: shutil.rmtree(d / "val"), "val/00000/history.npy: missing"),
@@ -220,6 +222,13 @@ def test_bad_files_are_refused(small_dataset, tmp_path, damage, message):
     with pytest.raises(TinypredError, match=message) as info:
         dataset.load(d)
     assert "\n" not in str(info.value)
+
+
+def test_hidden_files_beside_the_shards_are_not_shards(small_dataset, tmp_path):
+    d = _copy(small_dataset, tmp_path)
+    (d / "train" / ".DS_Store").write_bytes(b"\0")  # what a copy from macOS leaves
+    (d / "train" / "._00000").write_bytes(b"\0")  # ... or to exFAT
+    assert len(dataset.load(d, mmap=True).train) == len(dataset.load(small_dataset, mmap=True).train)
 
 
 def test_bad_counts_and_directories(tmp_path):

@@ -111,6 +111,20 @@ def test_asking_torchrun_for_a_device_this_machine_lacks_is_a_user_error(monkeyp
     assert not torch.distributed.is_initialized()
 
 
+def test_more_processes_on_a_machine_than_its_gpus_is_a_user_error_on_rank_0(monkeypatch):
+    # Rank 0 (LOCAL_RANK 0 has a GPU) must say it: the others exit silently, and it would wait for them.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    for name, value in {"WORLD_SIZE": "3", "RANK": "0", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "3"}.items():
+        monkeypatch.setenv(name, value)
+    with (
+        pytest.raises(TinypredError, match="started 3 processes on this machine, which has 2 GPU"),
+        distributed.from_env("cuda"),
+    ):
+        pass
+    assert not torch.distributed.is_initialized()
+
+
 LONG = ["--epochs", "12", *FLAGS[2:]]  # long enough that a SIGTERM sent after epoch 1 lands mid-run
 
 

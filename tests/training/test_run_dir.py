@@ -124,6 +124,12 @@ def test_without_a_checkpoint_a_resume_starts_from_scratch_and_says_so(ds, tmp_p
     assert result.started.startswith("no checkpoint yet") and len(result.history) == 1
     # The new run's curves alone: TensorBoard would draw the killed attempt's beside them as one run.
     assert not stale.exists() and list((run / "tb").glob("events.out.tfevents.*"))
+    # A directory no run of ours was killed in (no config.json): its event files are someone else's.
+    shared = tmp_path / "shared"
+    (shared / "tb").mkdir(parents=True)
+    (shared / "tb" / "events.out.tfevents.2.other").write_bytes(b"")
+    train(ds, cfg, shared, progress=False)
+    assert (shared / "tb" / "events.out.tfevents.2.other").exists()
     reference = train(ds, cfg, tmp_path / "straight", progress=False)
     assert all(
         torch.equal(a, b)

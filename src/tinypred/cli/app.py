@@ -180,8 +180,8 @@ def user_message(e: TinypredError) -> str:
 
 class _Terminated(BaseException):
     """SIGTERM outside a training (which stops politely by itself: `training.preemption`): the command
-    unwinds, and the outputs it was writing (temporary files and directories) are removed on the way. A
-    BaseException, so that no `except Exception` on the way swallows it."""
+    unwinds, and the outputs it was still writing (temporary files and directories) are removed on the
+    way. A BaseException, so that no `except Exception` on the way swallows it."""
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -189,34 +189,57 @@ def _terminate(signum: int, frame: object) -> None:
     raise _Terminated
 
 
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name) or default)
+    except ValueError:
+        return default
+
+
 def _rank() -> int:
     """This process's rank under torchrun (0 without it), read before any process group exists."""
-    return int(os.environ.get("RANK", "0") or 0)
+    return _env_int("RANK", 0)
 
 
-def _app_as_a_helper_rank() -> None:
-    """The app under torchrun on a rank but 0, which prints nothing of its own: not --help, and not a
-    usage error (each rank parses the same flags: rank 0 says it once); it exits with the same code.
-    Its failures that are not user errors still reach stderr."""
+def _command(argv: list[str]) -> str | None:
+    """The command named in argv (the arguments after the program), past the global options."""
+    rest = iter(argv)
+    for token in rest:
+        if token == "--threads":
+            next(rest, None)
+        elif not token.startswith("-"):
+            return token
+    return None
+
+
+def _quiet_rank() -> bool:
+    """A training process of several, not rank 0: it prints nothing of its own (rank 0 speaks for all)."""
+    return _env_int("WORLD_SIZE", 1) > 1 and _rank() > 0 and _command(sys.argv[1:]) == "train"
+
+
+def _app_as_a_quiet_rank() -> None:
+    """The app on a `_quiet_rank`: not --help, and not a usage error (each rank parses the same flags:
+    rank 0 says it once), with rank 0's exit code. Its failures that are not user errors still reach
+    stderr."""
     # click's ClickException, the base of usage errors, which typer does not export under that name (it
     # vendors click since 0.16)
     click_exception = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115 -- for the rest of the process
     try:
-        code = app(standalone_mode=False)
+        app(standalone_mode=False)
     except click_exception as e:
-        code = e.exit_code
-    except typer.Abort:
-        code = 130
-    sys.exit(code or 0)
+        sys.exit(e.exit_code)
+    except typer.Abort:  # rank 0 prints "Aborted!" and exits with 1
+        sys.exit(1)
 
 
 def main() -> None:
-    signal.signal(signal.SIGTERM, _terminate)
+    if _env_int("WORLD_SIZE", 1) <= 1:  # under torchrun SIGTERM keeps its default: it ends a rank at once
+        signal.signal(signal.SIGTERM, _terminate)
     try:
-        _app_as_a_helper_rank() if _rank() > 0 else app()
+        _app_as_a_quiet_rank() if _quiet_rank() else app()
     except _Terminated:
-        fail("stopped by SIGTERM before it finished; nothing it was writing was kept", 143)
+        fail("stopped by SIGTERM before it finished; an output it was still writing was removed", 143)
     except TinypredError as e:
         # Under torchrun every rank meets the same user error (the same data and flags; a training stop is
         # agreed among them): rank 0 reports it, once. Other failures are a rank's own: each says its own.

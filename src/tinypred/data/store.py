@@ -147,11 +147,12 @@ def shard_sizes(meta: dict[str, Any], split: str, meta_path: Path) -> list[int]:
             raise TypeError
     except (KeyError, TypeError):
         raise TinypredError(f"{meta_path}: field 'splits.{split}.shards' missing or malformed") from None
+    counts = meta.get("counts")
     for field, said in (
         (f"splits.{split}.count", meta["splits"][split].get("count")),
-        (f"counts.{split}", (meta.get("counts") or {}).get(split)),
+        (f"counts.{split}", counts.get(split) if isinstance(counts, dict) else counts),
     ):
-        if said != sum(sizes):
+        if type(said) is not int or said != sum(sizes):  # not a bool, not a float
             raise TinypredError(f"{meta_path}: field '{field}' is {said!r}, its shards hold {sum(sizes)}")
     for field, known in VOCABULARIES.items():
         if meta.get(field) != list(known):
@@ -169,7 +170,13 @@ def read_shards(
     then only the headers are read now, and the data page by page when it is used. A missing or damaged
     file is a user error, and so is a shard directory meta.json does not list."""
     listed = {shard_dir(path, split, i).name for i in range(len(sizes))}
-    if (path / split).is_dir() and (extra := sorted({p.name for p in (path / split).iterdir()} - listed)):
+    # A hidden file (.DS_Store, an AppleDouble ._00000 from a copy to exFAT) is no shard: left alone.
+    entries = (
+        {p.name for p in (path / split).iterdir() if not p.name.startswith(".")}
+        if (path / split).is_dir()
+        else set()
+    )
+    if extra := sorted(entries - listed):
         raise TinypredError(
             f"{path / split}: unexpected {extra} beside the {len(sizes)} shards meta.json lists"
         )

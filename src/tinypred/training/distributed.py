@@ -86,14 +86,14 @@ def from_env(device: str) -> Iterator[Group]:
         raise TinypredError("this torch build has no torch.distributed", arg="device")
     cuda = resolve_device(device).type == "cuda"  # a device this machine lacks: the one-line error
     if cuda:
-        local, gpus = int(os.environ.get("LOCAL_RANK", "0") or 0), torch.cuda.device_count()
-        if local >= gpus:
+        gpus = torch.cuda.device_count()
+        if local_world() > gpus:  # checked on every rank alike, so that rank 0 reports it
             raise TinypredError(
-                f"torchrun started process {local} on this machine, which has {gpus} GPU(s): "
+                f"torchrun started {local_world()} processes on this machine, which has {gpus} GPU(s): "
                 f"ask for at most --nproc_per_node {gpus}",
                 arg="device",
             )
-        torch.cuda.set_device(local)
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0") or 0))
     dist.init_process_group("nccl" if cuda else "gloo", timeout=TIMEOUT)
     try:
         yield current()

@@ -37,14 +37,17 @@ BASELINE_METRICS = ("minADE@6", "minFDE@6", "MR@6", "minFDE@1", "MR@1", "NLL")
 class RunLog:
     """The logs of the run in `out_dir`."""
 
-    def __init__(self, out_dir: Path, purge_step: int | None = None) -> None:
-        """`purge_step`: a resumed run's step (TensorBoard drops what a dead attempt logged from there on);
-        None for a run from step 0, which first removes the event files of an attempt killed before its
-        first checkpoint (else TensorBoard would show both runs' curves as one)."""
+    def __init__(
+        self, out_dir: Path, purge_step: int | None = None, replaces_dead_attempt: bool = False
+    ) -> None:
+        """`purge_step`: a resumed run's step (TensorBoard drops what a dead attempt logged from there on).
+        `replaces_dead_attempt`: this run starts from step 0 in the directory of one killed before its first
+        checkpoint, whose event files are removed (else TensorBoard draws both runs' curves as one); the
+        files of anything else stay."""
         from torch.utils.tensorboard import SummaryWriter  # imported late: it is slow to import
 
         self.out_dir = out_dir
-        if purge_step is None:
+        if replaces_dead_attempt:
             for stale in (out_dir / "tb").glob("events.out.tfevents.*"):
                 stale.unlink()
         self.tb = SummaryWriter(str(out_dir / "tb"), purge_step=purge_step)

@@ -152,6 +152,8 @@ def _train(
             error = e
     distributed.raise_first(group, error)
     resumed = distributed.broadcast_flag(group, started == "resumed")
+    # A config.json without a checkpoint: an attempt killed before its first, whose logs this run replaces
+    dead_attempt = not resumed and (out_dir / CONFIG_FILE).is_file()
     loader = BatchLoader(
         ds.train, ds.normalizer, cfg.batch_size, cfg.seed, device, rank=group.rank, world=group.world
     )
@@ -198,7 +200,7 @@ def _train(
 
     log = None
     if group.main:
-        log = RunLog(out_dir, purge_step=state.step if resumed else None)
+        log = RunLog(out_dir, purge_step=state.step if resumed else None, replaces_dead_attempt=dead_attempt)
         if state.step == 0:
             log.baselines(baselines)
     bar = progress_bar(progress and group.main, total_steps, state.step)

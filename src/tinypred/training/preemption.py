@@ -39,7 +39,12 @@ class StopSignal:
 
     def __enter__(self) -> StopSignal:
         if threading.current_thread() is threading.main_thread():
-            self._previous = {s: signal.signal(s, self._handle) for s in SIGNALS}
+            # A signal this process was started ignoring (SIGINT for a shell's background job) stays so.
+            self._previous = {
+                s: signal.signal(s, self._handle)
+                for s in SIGNALS
+                if signal.getsignal(s) is not signal.SIG_IGN
+            }
         return self
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
