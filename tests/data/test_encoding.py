@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -117,3 +119,28 @@ def test_each_sample_is_encoded_as_it_would_be_alone():
         SCENES.neighbours[i : i + 1, seen, -1, :2],
         atol=2e-3,
     )
+
+
+def test_the_neighbour_slots_are_standardised_alike_so_an_agent_reads_the_same_in_any_slot():
+    from tinypred.data import dataset
+    from tinypred.data.encoding import slot_groups
+    from tinypred.data.synthetic import config_shapes
+
+    ds = dataset.make(CFG, 600, 10, 10, seed=4)
+    groups = slot_groups(config_shapes(CFG))
+    for group, m in groups:
+        for stat in (ds.normalizer.mean, ds.normalizer.std):
+            per_slot = stat[group].reshape(m, -1)
+            np.testing.assert_array_equal(per_slot, np.broadcast_to(per_slot[0], per_slot.shape))
+    # Reversing the slots of every sample permutes its normalised slot features, nothing more: with the
+    # model's shared encoder and symmetric pooling, the prediction is the same.
+    enc = ds.train
+    flipped = {name: getattr(enc, name) for name in ("neighbours", "neighbour_mask", "neighbour_type")}
+    flipped = {name: a[:, ::-1] for name, a in flipped.items()}
+    x = ds.normalizer(features(enc))
+    y = ds.normalizer(features(dataclasses.replace(enc, **flipped)))
+    for group, m in groups:
+        np.testing.assert_array_equal(
+            y[:, group].reshape(len(y), m, -1), x[:, group].reshape(len(x), m, -1)[:, ::-1]
+        )
+    assert enc.neighbour_mask[:, 1].any()  # slots past the first are filled in some samples

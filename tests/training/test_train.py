@@ -287,6 +287,9 @@ def test_cli_train_eval_predict_and_bad_input(small_dataset, tmp_path):
 
     no_val = tmp_path / "no_val"
     dataset.save(dataset.make(SceneConfig(), 20, 0, 5, seed=1), no_val)
+    no_train = tmp_path / "no_train"  # as an import of one split: nothing to fit the NLL scales on
+    made = dataset.make(SceneConfig(), 20, 10, 5, seed=1)
+    dataset.save(dataclasses.replace(made, train=made.train.subset(slice(0, 0))), no_train)
     cases = [
         (["train", "--data", str(small_dataset), "--out", str(run)], "already holds a run"),
         (
@@ -301,6 +304,10 @@ def test_cli_train_eval_predict_and_bad_input(small_dataset, tmp_path):
         (["train", "--data", str(tmp_path), "--out", str(tmp_path / "x")], "meta.json"),
         (["predict", str(run), "--data", str(small_dataset), "--out", str(tmp_path / "p.csv")], ".parquet"),
         (["eval", str(tmp_path / "nope"), "--data", str(small_dataset)], "model.safetensors: missing"),
+        (
+            ["eval", str(run), "--data", str(no_train), "--split", "val"],
+            f"fitted on a training split, and {no_train} has none",
+        ),
     ]
     for args, message in cases:
         proc = run_cli(*args)

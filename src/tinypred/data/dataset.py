@@ -31,6 +31,7 @@ from tinypred.data.encoding import (
     Normalizer,
     feature_count,
     features,
+    slot_groups,
 )
 from tinypred.data.scene_config import FAMILIES, MAX_ALTERNATIVES, VOCABULARIES, SceneConfig
 from tinypred.data.shards import ShardedScenes, empty
@@ -117,7 +118,8 @@ def make(
             for part in parts:
                 moments.add(features(part))
         splits.append(parts[0] if len(parts) == 1 else EncodedScenes.concatenate(parts))
-    return Dataset(*splits, normalizer=moments.normalizer(), config=config, seed=seed)
+    normalizer = moments.normalizer(slot_groups(config_shapes(config)))
+    return Dataset(*splits, normalizer=normalizer, config=config, seed=seed)
 
 
 def write(
@@ -145,7 +147,7 @@ def write(
             shapes=shapes,
             counts=sizes,
             has_future=dict.fromkeys(SPLITS, True),
-            normalizer=writer.train_moments.normalizer(),
+            normalizer=writer.train_moments.normalizer(slot_groups(shapes)),
             config=config,
             seed=seed,
         )

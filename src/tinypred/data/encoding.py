@@ -21,13 +21,15 @@ Map elements and neighbour slots that do not exist are zeros with mask 0. The ne
 kept for pictures and exports, never read by a model. `Normalizer` standardises each feature with a
 mean and standard deviation fitted on the training split only; a flag (a feature only ever 0 or 1 there)
 stays as it is, so that a mask still says exactly "absent" to the model (its neighbour pooling relies
-on it).
+on it). The neighbour slots are standardised alike, with moments pooled over the slots (`slot_groups`):
+an agent reads the same whichever slot it is in.
 """
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -223,6 +225,14 @@ def feature_layout(
     return {name: slice(int(a), int(b)) for name, a, b in zip(sizes, bounds[:-1], bounds[1:], strict=True)}
 
 
+def slot_groups(shapes: Mapping[str, int]) -> tuple[tuple[slice, int], ...]:
+    """The feature groups made of one block per neighbour slot, with the number of slots M, for a dataset
+    of `shapes` (H, L, P, M): what the normaliser standardises alike in every slot."""
+    layout = feature_layout(shapes["H"], shapes["L"], shapes["P"], shapes["M"])
+    groups = ("neighbours", "neighbour_mask", "neighbour_type")
+    return tuple((layout[name], shapes["M"]) for name in groups) if shapes["M"] else ()
+
+
 def feature_count(history_steps: int, max_lanes: int, lane_points: int, max_neighbours: int) -> int:
     """D: the length of the flat feature vector of these shapes."""
     return feature_layout(history_steps, max_lanes, lane_points, max_neighbours)["neighbour_type"].stop
@@ -250,17 +260,21 @@ def features(enc: EncodedScenes | Mapping[str, np.ndarray]) -> np.ndarray:
     # One-hot of the element type, "lane" (type 0) being all zeros; absent elements are all zeros too.
     kinds = (a["lane_type"][..., None] == np.arange(1, len(LANE_TYPES))) & a["lane_mask"][..., None]
     agents = a["neighbour_type"][..., None] == np.arange(len(OBJECT_TYPES))  # -1 (empty): all zeros
+
+    def flat(x: np.ndarray) -> np.ndarray:  # (n, ...) -> (n, the rest), n = 0 included
+        return x.reshape(n, math.prod(x.shape[1:]))
+
     return np.concatenate(
         [
-            a["history"].reshape(n, -1),
+            flat(a["history"]),
             a["history_mask"],
-            a["lanes"].reshape(n, -1),
+            flat(a["lanes"]),
             a["lane_mask"],
-            kinds.reshape(n, -1),
+            flat(kinds),
             a["lane_is_intersection"] & a["lane_mask"],
-            a["neighbours"].reshape(n, -1),
-            a["neighbour_mask"].reshape(n, -1),
-            agents.reshape(n, -1),
+            flat(a["neighbours"]),
+            flat(a["neighbour_mask"]),
+            flat(agents),
         ],
         -1,
         dtype=np.float32,
@@ -290,9 +304,9 @@ class Normalizer:
     std: np.ndarray  # (D,)
 
     @classmethod
-    def fit(cls, x: np.ndarray) -> Normalizer:
-        """Fit on training features x (N, D)."""
-        return FeatureMoments().add(x).normalizer()
+    def fit(cls, x: np.ndarray, slots: Sequence[tuple[slice, int]] = ()) -> Normalizer:
+        """Fit on training features x (N, D); `slots` as in `FeatureMoments.normalizer`."""
+        return FeatureMoments().add(x).normalizer(slots)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return ((x - self.mean) / self.std).astype(np.float32, copy=False)
@@ -336,13 +350,26 @@ class FeatureMoments:
         self.flag = self.flag & ((x == 0) | (x == 1)).all(0)
         return self
 
-    def normalizer(self) -> Normalizer:
+    def normalizer(self, slots: Sequence[tuple[slice, int]] = ()) -> Normalizer:
         """The Normalizer of everything added. Constant features (the last position, always 0) get std 1;
-        flags (only ever 0 or 1) mean 0 and std 1: they stay as they are."""
+        flags (only ever 0 or 1) mean 0 and std 1: they stay as they are.
+
+        `slots`: groups of features (a slice holding M slots of the same features, as `slot_groups` gives
+        them) standardised alike in every slot, with their moments pooled over the slots: an agent's
+        features then read the same whichever slot it lands in (the slots are a set), and a slot the
+        training data seldom fills borrows the others' statistics instead of standardising by its few."""
         if self.count == 0:
             raise TinypredError("no training samples to fit the feature normalisation on", arg="train")
-        std = np.sqrt(self.m2 / self.count)
+        mean, var = np.array(self.mean, np.float64), self.m2 / self.count
+        flag = np.array(self.flag, bool)
+        for group, m in slots:
+            means, variances = mean[group].reshape(m, -1), var[group].reshape(m, -1)
+            pooled = means.mean(0)  # every slot counts the same samples: the mean of means, and
+            var[group] = np.tile((variances + (means - pooled) ** 2).mean(0), m)  # the law of total variance
+            mean[group] = np.tile(pooled, m)
+            flag[group] = np.tile(flag[group].reshape(m, -1).all(0), m)
+        std = np.sqrt(var)
         return Normalizer(
-            np.where(self.flag, 0.0, self.mean).astype(np.float32),
-            np.where(self.flag | (std <= 1e-6), 1.0, std).astype(np.float32),
+            np.where(flag, 0.0, mean).astype(np.float32),
+            np.where(flag | (std <= 1e-6), 1.0, std).astype(np.float32),
         )

@@ -15,6 +15,7 @@ import torch
 
 from tinypred.data.dataset import Dataset
 from tinypred.data.encoding import EncodedScenes, Normalizer, features
+from tinypred.errors import TinypredError
 from tinypred.evaluation.scales import fit_scales
 from tinypred.predictors.model import TrajectoryMLP
 from tinypred.predictors.model_file import LoadedModel
@@ -91,6 +92,12 @@ def predict_split(
             loaded.model, model_inputs(ds.split(split), loaded.normalizer, device)
         )
         return Prediction(modes, probs, scale)
+    if len(ds.train) == 0 and not loaded.model.scales:
+        raise TinypredError(
+            f"the NLL scales of this model are fitted on a training split, and {ds.path} has none (imported "
+            "with --split?): evaluate on a dataset that has one, or train with --loss nll, whose model "
+            "predicts its own scales"
+        )
     fit = ds.train.subset(slice(0, SCALE_FIT_SAMPLES))
     return model_prediction(
         loaded.model,

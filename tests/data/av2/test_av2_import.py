@@ -163,6 +163,11 @@ BAD = {
     ),
     "string positions": (dict(types={"position_x": pa.string()}), r"column 'position_x' has type string"),
     "NaN position": (dict(edit=_set("position_y", 7, np.nan)), r"column 'position_y' holds NaN"),
+    # A glitch of one row 200 km off: loading the dataset would refuse it whole (beyond 100 km of its agent)
+    "far point": (
+        dict(edit=_set("position_x", 60, 2e5)),
+        r"bad: array 'future' holds [0-9.]+e\+05, beyond 100000 m",
+    ),
     "no focal": (dict(focal_track_id="Z"), r"focal track 'Z' has no rows"),
     "focal not observed": (
         dict(tracks=FOCAL_LEAVES),
@@ -234,12 +239,27 @@ def test_a_test_split_has_no_futures_and_cannot_be_evaluated(tmp_path):
         evaluate_scenes(baselines["cv"].predict(ds.test), ds.test)
 
 
-def test_a_split_mixing_futures_and_none_is_an_error(tmp_path):
-    write_scenario(tmp_path / "src", "a")
+def test_a_scenario_unlike_its_split_in_having_a_future_is_skipped(tmp_path):
+    # One scenario cut after its history in a train split (a copy interrupted, say) is skipped, not the
+    # whole import; in a test split the first scenario says which kind the split is.
+    for name in ("a", "c"):
+        write_scenario(tmp_path / "src", name)
     write_scenario(tmp_path / "src", "b", num_timestamps=LAST + 1)
-    with pytest.raises(TinypredError, match=r"src: .*mixes scenarios with futures \(a\) and without \(b\)"):
-        import_av2(tmp_path / "src", tmp_path / "ds", split="train")
-    assert not (tmp_path / "ds").exists()
+    ds, report = _import(tmp_path / "src", tmp_path / "ds", split="train")
+    assert len(ds.train) == 2 and ds.train.has_future
+    [skipped] = report["skipped"]
+    assert skipped["scenario"] == "b"
+    assert re.fullmatch(
+        r".*src/b: has no future steps, unlike a train split's scenarios \(.*\)", skipped["reason"]
+    )
+    with pytest.raises(TinypredError, match="src/b: has no future steps"):
+        import_av2(tmp_path / "src", tmp_path / "strict", split="train", strict=True)
+    ds, report = _import(tmp_path / "src", tmp_path / "test", split="test")
+    assert len(ds.test) == 2 and [s["scenario"] for s in report["skipped"]] == ["b"]
+    assert (
+        "has no future steps, unlike the first scenario of this test split, a"
+        in report["skipped"][0]["reason"]
+    )
 
 
 def test_without_training_samples_the_normaliser_is_the_identity(tmp_path):

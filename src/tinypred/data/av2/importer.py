@@ -34,11 +34,11 @@ from tinypred.data.av2.schema import (
     scenario_files,
 )
 from tinypred.data.dataset import SPLITS, dataset_meta, shapes_of
-from tinypred.data.encoding import EncodedScenes, Normalizer, encode, feature_count
+from tinypred.data.encoding import EncodedScenes, Normalizer, encode, feature_count, slot_groups
 from tinypred.data.scene_config import FAMILIES, MAX_ALTERNATIVES
 from tinypred.data.scenes import Scenes
 from tinypred.data.store import SHARD_SIZE, DatasetWriter
-from tinypred.data.validate import sample_bytes
+from tinypred.data.validate import check_finite, sample_bytes
 from tinypred.errors import TinypredError
 from tinypred.fileio import write_json
 
@@ -184,13 +184,19 @@ def _import_chunk(
             scenario = read_scenario(folder / name)
             elements = read_map(folder / name / scenario_files(name)[1])
             scenes, skipped = build_samples(scenario, elements, **options, has_future=scenario.has_future)
-        except ScenarioError as e:
+            enc = encode(scenes) if len(scenes) else None
+            if enc is not None:
+                # What loading the dataset checks of every value, checked here: one scenario with a point
+                # 100 km off (a bad map element, a glitch in a track) is skipped, not the whole dataset
+                # made unreadable.
+                check_finite(folder / name, enc.arrays())
+        except (ScenarioError, TinypredError) as e:
             outcomes.append(_Outcome(name, str(e), None, 0, []))
             continue
-        if len(scenes):
-            parts.append(scenes)
+        if enc is not None:
+            parts.append(enc)
         outcomes.append(_Outcome(name, None, scenario.has_future, len(scenes), skipped))
-    return (encode(Scenes.concatenate(parts)) if parts else None), outcomes
+    return (EncodedScenes.concatenate(parts) if parts else None), outcomes
 
 
 @contextlib.contextmanager
@@ -294,26 +300,33 @@ def import_av2(
         for name, (folder, scenarios) in plan.items():
             stats = {"scenarios": len(scenarios), "imported": 0, "skipped": 0, "samples": 0}
             report["splits"][name] = stats
-            first_of: dict[bool, str] = {}  # the first scenario with futures (True) and without (False)
+            # A train or val split's scenarios have futures; a test split's are all like its first one.
+            kind: tuple[bool, str] | None = (True, f"a {name} split's scenarios") if name != "test" else None
             chunks = [scenarios[i : i + CHUNK] for i in range(0, len(scenarios), CHUNK)]
             done = 0
             for enc, outcomes in imap(_import_chunk, [(folder, chunk, sample_options) for chunk in chunks]):
+                first, kept = 0, []  # the rows of enc each scenario holds, and those kept
                 for o in outcomes:
-                    if o.reason is not None:
+                    reason, rows = o.reason, range(first, first + o.samples)
+                    first += o.samples
+                    if reason is None:
+                        kind = kind or (o.has_future, f"the first scenario of this test split, {o.name}")
+                        if o.has_future != kind[0]:
+                            reason = (
+                                f"{folder / o.name}: {'has' if o.has_future else 'has no'} future steps, "
+                                f"unlike {kind[1]} (a split is all train/val or all test)"
+                            )
+                    if reason is not None:
                         if strict:
-                            raise TinypredError(o.reason)
-                        report["skipped"].append({"split": name, "scenario": o.name, "reason": o.reason})
+                            raise TinypredError(reason)
+                        report["skipped"].append({"split": name, "scenario": o.name, "reason": reason})
                         stats["skipped"] += 1
                         continue
-                    first_of.setdefault(o.has_future, o.name)
-                    if len(first_of) > 1:
-                        raise TinypredError(
-                            f"{folder}: mixes scenarios with futures ({first_of[True]}) and without "
-                            f"({first_of[False]}); a split is all train/val or all test",
-                            arg="src",
-                        )
+                    kept.extend(rows)
                     stats["imported"] += 1
                     report["skipped_targets"].update(o.skipped_targets)
+                if enc is not None and len(kept) < len(enc):
+                    enc = enc.subset(np.array(kept, np.int64)) if kept else None
                 if enc is not None:
                     writer.append(
                         name, replace(enc, scene_id=np.arange(counts[name], counts[name] + len(enc)))
@@ -327,7 +340,8 @@ def import_av2(
             stats["samples"] = counts[name]
 
         if writer.train_moments.count:
-            normalizer = writer.train_moments.normalizer()
+            slots = slot_groups({"H": history, "L": lanes, "P": lane_points, "M": neighbours})
+            normalizer = writer.train_moments.normalizer(slots)
             report["normalization"] = f"fitted on the {writer.train_moments.count} training samples"
         else:
             d = feature_count(history, lanes, lane_points, neighbours)
