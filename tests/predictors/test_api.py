@@ -87,6 +87,9 @@ def test_world_input_gives_the_dataset_path(p, ds):
     np.testing.assert_array_equal(p.predict_encoded(ds.test).modes, split.modes)
     own = p.predict_encoded({k: getattr(ds.test, k) for k in ENCODED_INPUTS})
     np.testing.assert_array_equal(own.modes, split.modes)
+    # ... as do the float32 arrays the exported ONNX graph takes (its type indices included).
+    as_onnx = p.predict_encoded({k: getattr(ds.test, k).astype(np.float32) for k in ENCODED_INPUTS})
+    np.testing.assert_array_equal(as_onnx.modes, split.modes)
 
 
 @prop
@@ -142,6 +145,7 @@ BAD = [
     ({"history": np.zeros((4, 20, 4))}, "history", "got shape"),
     ({"history": np.zeros((0, 20, 5))}, "history", "N >= 1"),
     ({"history": "a string"}, "history", "got shape"),
+    ({"history": np.ones((64, 20, 5), bool)}, "history", "numbers, got bool"),
     ({"history_mask": np.ones((64, 19), bool)}, "history_mask", "booleans"),
     ({"history_mask": np.zeros((64, 20), bool)}, "history_mask", "last step"),
     ({"lanes": np.zeros((64, 4, 10, 2))}, "lanes", "16 points from 20 m behind to 60 m ahead"),

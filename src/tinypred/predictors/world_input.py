@@ -176,8 +176,9 @@ class InputBuilder:
         kinds = np.asarray(kinds)
         if (
             kinds.shape != (n, m)
-            or kinds.dtype.kind not in "iu"
+            or kinds.dtype.kind not in "iuf"  # float: what the exported ONNX graph takes
             or not np.all((kinds[present] >= 0) & (kinds[present] < len(OBJECT_TYPES)))
+            or (kinds.dtype.kind == "f" and not (kinds[present] == np.round(kinds[present])).all())
         ):
             raise TinypredError(
                 f"expected ({n}, {m}) indices into OBJECT_TYPES (0-{len(OBJECT_TYPES) - 1}) for the observed "
@@ -282,7 +283,7 @@ class InputBuilder:
 def _array(a: Any, arg: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
     """a as a (N, *shape) array of dtype; anything else is a one-line error naming arg."""
     a = np.asarray(a)
-    if a.ndim != len(shape) + 1 or a.shape[1:] != tuple(shape) or a.dtype.kind not in "fiub":
+    if a.ndim != len(shape) + 1 or a.shape[1:] != tuple(shape) or a.dtype.kind not in "fiu":
         expected = ", ".join(map(str, ("N", *shape)))
         raise TinypredError(f"expected ({expected}) numbers, got {a.dtype} {a.shape}", arg=arg)
     return a.astype(dtype, copy=False)

@@ -262,6 +262,17 @@ def test_a_scenario_unlike_its_split_in_having_a_future_is_skipped(tmp_path):
     )
 
 
+def test_an_import_of_no_samples_or_of_a_root_as_one_split_is_an_error(tmp_path):
+    write_scenario(tmp_path / "src" / "val", "a")
+    with pytest.raises(TinypredError, match=r"src: holds train/, val/ or test/ folders, an AV2 root"):
+        import_av2(tmp_path / "src", tmp_path / "ds", split="val")
+    # Every scenario skipped (an option or a data problem they share): the error gives the reason.
+    write_scenario(tmp_path / "one", "a", tracks=FOCAL_LEAVES)
+    with pytest.raises(TinypredError, match=r"one: no samples imported; .*focal track 'F' not observed"):
+        import_av2(tmp_path / "one", tmp_path / "ds", split="train")
+    assert not (tmp_path / "ds").exists()
+
+
 def test_without_training_samples_the_normaliser_is_the_identity(tmp_path):
     write_scenario(tmp_path / "av2" / "val", "v")
     ds, report = _import(tmp_path / "av2", tmp_path / "ds")

@@ -230,6 +230,12 @@ def _plan(src: Path, split: str | None, limit: int | None) -> dict[str, tuple[Pa
     if split is not None:
         if split not in SPLITS:
             raise TinypredError(f"expected one of {', '.join(SPLITS)}, got {split!r}", arg="split")
+        if any((src / name).is_dir() for name in SPLITS):
+            raise TinypredError(
+                f"{src}: holds train/, val/ or test/ folders, an AV2 root: drop the split to import them, "
+                "or name one split's folder",
+                arg="src",
+            )
         folders = {split: src}
     else:
         folders = {name: src / name for name in SPLITS if (src / name).is_dir()}
@@ -339,6 +345,13 @@ def import_av2(
                     progress(name, done, len(scenarios))
             stats["samples"] = counts[name]
 
+        if not sum(counts.values()):  # an option that fits no scenario (--history 50 of 20 steps, say)
+            why = (
+                f"the first skipped scenario's reason: {report['skipped'][0]['reason']}"
+                if report["skipped"]
+                else f"every target was skipped: {dict(report['skipped_targets'])}"
+            )
+            raise TinypredError(f"{src}: no samples imported; {why}", arg="src")
         if writer.train_moments.count:
             slots = slot_groups({"H": history, "L": lanes, "P": lane_points, "M": neighbours})
             normalizer = writer.train_moments.normalizer(slots)
