@@ -197,7 +197,7 @@ def test_model_files_of_the_wrong_kind_are_one_line_errors(run, small_dataset, t
     arrays = tmp_path / "arrays.safetensors"  # a valid safetensors file, not of a model
     save_file({"history": torch.zeros(2, 3)}, arrays)
     for path, message in (
-        (run / "checkpoint.safetensors", "not a tinypred model"),
+        (run / "checkpoint.safetensors", "a training checkpoint, not a model file"),
         (arrays, "not a tinypred model"),
         (noise, "not a tinypred model or damaged"),
         (small_dataset, "missing"),

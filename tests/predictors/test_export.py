@@ -97,6 +97,17 @@ def test_onnx_files_of_the_wrong_kind_are_one_line_errors(p, tmp_path):
         Predictor.load(tmp_path / "foreign.onnx")
     with pytest.raises(TinypredError, match=r"runs on the CPU"):
         Predictor.load(tmp_path / "m.onnx", device="cuda")
+    # One bit of one weight flipped (the exponent's: the graph still runs, and serves 1e38 m) is caught.
+    model = onnx.load(str(tmp_path / "m.onnx"))
+    weight = next(w for w in model.graph.initializer if w.name.endswith("body.0.weight"))
+    raw = bytearray(weight.raw_data)
+    raw[3] ^= 0x40
+    weight.raw_data = bytes(raw)
+    onnx.save(model, str(tmp_path / "flipped.onnx"))
+    with pytest.raises(
+        TinypredError, match=r"flipped.onnx: damaged \(its weights do not match their SHA-256\)"
+    ):
+        Predictor.load(tmp_path / "flipped.onnx")
 
 
 def test_pt2_round_trip(p, ds, tmp_path):
@@ -215,3 +226,9 @@ def test_the_export_command(run, tmp_path):
     assert missing.returncode == 1 and "Traceback" not in missing.stderr, missing.stderr
     assert err.startswith("tinypred: error: ") and "\n" not in err and "nothing: missing" in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt2"]
+
+
+def test_an_exported_program_is_named_for_what_it_is(p, tmp_path):
+    export(p, "pt2", tmp_path / "m.pt2")
+    with pytest.raises(TinypredError, match=r"m.pt2: an exported program, not a model file: run it with"):
+        Predictor.load(tmp_path / "m.pt2")

@@ -43,7 +43,7 @@ from tinypred.data.scenes import generate
 from tinypred.errors import TinypredError
 from tinypred.fileio import atomic_open
 from tinypred.predictors.api import Predictor
-from tinypred.predictors.onnx_model import ENCODING_KEY
+from tinypred.predictors.onnx_model import DIGEST_KEY, ENCODING_KEY, weights_digest
 from tinypred.predictors.world_input import ENCODED_INPUTS
 
 # Accepted: |exported - Predictor.predict_encoded| <= TOLERANCE + RELATIVE * |predict_encoded| (m and
@@ -210,8 +210,9 @@ def _to_onnx(
     finally:
         quiet.setLevel(level)
     proto = program.model_proto
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = ENCODING_KEY, predictor.encoding.to_json()
+    for key, value in ((ENCODING_KEY, predictor.encoding.to_json()), (DIGEST_KEY, weights_digest(proto))):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
     blob = proto.SerializeToString()
     session = onnxruntime.InferenceSession(blob, providers=["CPUExecutionProvider"])
     modes, probs = session.run(["modes", "probs"], inputs)

@@ -226,7 +226,16 @@ class LoadedModel:
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
     """Read a model file written by `save_model`; a damaged or foreign file is a user error."""
     path = Path(path)
+    if path.suffix in (".pt2", ".onnx"):
+        raise TinypredError(
+            f"{path}: an exported program, not a model file: run it with torch.export.load (.pt2) or "
+            "Predictor.load (.onnx), or load the run's model.safetensors"
+        )
     tensors, meta = read_safetensors(path, "tinypred model")
+    if "state" in meta and "config" not in meta:  # what checkpoint.save_checkpoint writes
+        raise TinypredError(
+            f"{path}: a training checkpoint, not a model file: load the run's model.safetensors"
+        )
     if "config" in meta and "neighbour_slots" not in meta:
         raise TinypredError(
             f"{path}: written by a tinypred whose models did not read neighbours (before 0.3); "

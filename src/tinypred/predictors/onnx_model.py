@@ -20,6 +20,22 @@ from tinypred.errors import TinypredError
 from tinypred.predictors.model_file import EncodingSpec
 
 ENCODING_KEY = "tinypred.encoding"  # the metadata entry holding the EncodingSpec as JSON
+DIGEST_KEY = "tinypred.sha256"  # ... and the SHA-256 of the weights (`weights_digest`)
+
+
+def weights_digest(proto) -> str:  # proto: an onnx.ModelProto (onnx is imported late)
+    """SHA-256 of the graph's initializers (names, dtypes, shapes and values), as the arrays they decode
+    to: however protobuf lays them out in the file, a flipped bit in a weight changes it."""
+    import hashlib
+
+    from onnx import numpy_helper
+
+    digest = hashlib.sha256()
+    for tensor in sorted(proto.graph.initializer, key=lambda t: t.name):
+        array = np.ascontiguousarray(numpy_helper.to_array(tensor))
+        digest.update(f"{tensor.name}:{array.dtype.str}:{array.shape};".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 class OnnxModel:
@@ -44,6 +60,8 @@ class OnnxModel:
                 f"{self.path}: not an ONNX model ({str(e).splitlines()[0]})", arg="path"
             ) from None
         meta = {p.key: p.value for p in proto.metadata_props}
+        if DIGEST_KEY in meta and meta[DIGEST_KEY] != weights_digest(proto):
+            raise TinypredError(f"{self.path}: damaged (its weights do not match their SHA-256)", arg="path")
         weights = {t.name: t for t in proto.graph.initializer}
         names = [i.name for i in proto.graph.input]
         if ENCODING_KEY not in meta or "mean" not in weights or "std" not in weights:
