@@ -35,7 +35,15 @@ from tinypred.data.encoding import (
 )
 from tinypred.data.scene_config import FAMILIES, MAX_ALTERNATIVES, VOCABULARIES, SceneConfig
 from tinypred.data.shards import ShardedScenes, empty
-from tinypred.data.store import SHARD_SIZE, DatasetWriter, read_meta, read_shards, shard_dir, shard_sizes
+from tinypred.data.store import (
+    SHARD_SIZE,
+    DatasetWriter,
+    check_vocabularies,
+    read_meta,
+    read_shards,
+    shard_dir,
+    shard_sizes,
+)
 from tinypred.data.synthetic import (
     BLOCK,
     SPLITS,
@@ -250,6 +258,7 @@ def load(path: str | Path, mmap: bool = False) -> Dataset:
             raise TinypredError(f"{meta_path}: field 'config' missing or not an object")
         config = build(SceneConfig, meta["config"], f"{meta_path}: config")
     dt, shapes = _dt_and_shapes(meta, meta_path, config)
+    check_vocabularies(meta, meta_path)
     seed = meta.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
         raise TinypredError(f"{meta_path}: field 'seed' must be an integer >= 0 or null, got {seed!r}")

@@ -139,8 +139,8 @@ def read_meta(path: Path) -> dict[str, Any]:
 
 
 def shard_sizes(meta: dict[str, Any], split: str, meta_path: Path) -> list[int]:
-    """The sizes of a split's shards, as meta.json lists them; its counts of the split must add up to them,
-    and its vocabularies must be the ones the arrays' indices refer to (this version's)."""
+    """The sizes of a split's shards, as meta.json lists them; its counts of the split must add up to
+    them."""
     try:
         sizes = meta["splits"][split]["shards"]
         if not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in sizes):
@@ -154,13 +154,17 @@ def shard_sizes(meta: dict[str, Any], split: str, meta_path: Path) -> list[int]:
     ):
         if type(said) is not int or said != sum(sizes):  # not a bool, not a float
             raise TinypredError(f"{meta_path}: field '{field}' is {said!r}, its shards hold {sum(sizes)}")
+    return list(sizes)
+
+
+def check_vocabularies(meta: dict[str, Any], meta_path: Path) -> None:
+    """meta.json's vocabularies must be the ones the arrays' indices refer to: this version's."""
     for field, known in VOCABULARIES.items():
         if meta.get(field) != list(known):
             raise TinypredError(
                 f"{meta_path}: field '{field}' is {meta.get(field)!r}, expected {list(known)} (the arrays "
                 "index it): a dataset of another tinypred version; regenerate or re-import it"
             )
-    return list(sizes)
 
 
 def read_shards(
